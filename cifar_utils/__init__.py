@@ -1,0 +1,58 @@
+"""cifar_utils: the helper package of the CIFAR-10 transfer-learning notebooks.
+
+The notebooks tell the story; this package holds the code they share:
+
+* `data`          loading CIFAR-10 (download or local copy), splits, `tf.data` pipelines
+* `preprocessing` input normalisations and augmentation layers
+* `models`        the CNNs, the MobileNetV2 backbone, heads, unfreezing
+* `features`      frozen-backbone features, extracted once and cached on disk
+* `training`      seeding, compiling, callbacks, a quiet timed `fit`
+* `metrics`       accuracy, confusion matrix, per-class table
+* `plots`         every figure of the series, and `save_figure`
+* `results`       one JSON file per trained model, loaded back as a DataFrame
+
+Everything listed in `__all__` is available as `cifar_utils.<name>`. Submodules are
+imported on first use, so `import cifar_utils` is instant and touches no files: no
+TensorFlow start-up, no data, no download until a function needs them.
+"""
+
+import importlib
+import os
+
+# Hide TensorFlow's C++ start-up log lines in notebooks (set the variable to override).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+_EXPORTS = {
+    "data": ["CLASS_NAMES", "DATA_DIR_ENV", "CifarDataError", "DataProvenance",
+             "ModifiedDataWarning", "UnsafePickleError", "load_cifar10", "make_dataset",
+             "stratified_subset", "train_val_split"],
+    "preprocessing": ["augmentation", "channel_stats", "mobilenet_preprocess", "scale_01",
+                      "standardizer"],
+    "models": ["WeightsNotFoundError", "build_classic_cnn", "build_improved_cnn",
+               "build_transfer_model", "count_params", "large_head", "mobilenet_v2_backbone",
+               "mobilenet_v2_weights", "simple_head", "unfreeze_top"],
+    "features": ["extract_features"],
+    "training": ["TrainingRun", "compile_classifier", "device_name", "fit", "set_seed",
+                 "standard_callbacks"],
+    "metrics": ["accuracy", "classification_table", "confusion_matrix", "predict_proba"],
+    "plots": ["plot_class_examples", "plot_comparison", "plot_confident_mistakes",
+              "plot_confusion_matrix", "plot_history", "plot_predictions", "save_figure"],
+    "results": ["load_results", "save_results"],
+}
+_HOME = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_HOME) + sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _HOME:
+        value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

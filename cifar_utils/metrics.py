@@ -1,0 +1,60 @@
+"""Evaluation numbers: predictions, accuracy, confusion matrix, per-class table.
+
+Plain NumPy and pandas, so every number can be recomputed from a saved predictions
+file without TensorFlow.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .data import CLASS_NAMES
+
+
+def predict_proba(model, data, batch_size=256):
+    """Class probabilities of `model` for `data` (an array or a `tf.data` dataset)."""
+    return model.predict(data, batch_size=None if hasattr(data, "element_spec") else batch_size,
+                         verbose=0)
+
+
+def accuracy(y_true, y_pred) -> float:
+    """Fraction of predictions equal to the labels."""
+    y_true, y_pred = _check_labels(y_true, y_pred)
+    return float(np.mean(y_true == y_pred))
+
+
+def confusion_matrix(y_true, y_pred, num_classes=len(CLASS_NAMES)) -> np.ndarray:
+    """Counts: entry [i, j] is the number of images of true class i predicted as class j."""
+    y_true, y_pred = _check_labels(y_true, y_pred)
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (y_true, y_pred), 1)
+    return matrix
+
+
+def classification_table(y_true, y_pred, class_names=CLASS_NAMES) -> pd.DataFrame:
+    """Precision, recall, F1 and support per class, plus their unweighted mean.
+
+    Recall of a class: how many of its images were found. Precision: how many of the
+    images predicted as that class really belong to it. F1 is their harmonic mean.
+    """
+    matrix = confusion_matrix(y_true, y_pred, len(class_names))
+    hits = np.diag(matrix).astype(float)
+    predicted, support = matrix.sum(axis=0), matrix.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, hits / predicted, 0.0)
+        recall = np.where(support > 0, hits / support, 0.0)
+        f1 = np.where(precision + recall > 0,
+                      2 * precision * recall / (precision + recall), 0.0)
+    table = pd.DataFrame({"precision": precision, "recall": recall, "f1": f1,
+                          "support": support}, index=pd.Index(class_names, name="class"))
+    table.loc["macro avg"] = [precision.mean(), recall.mean(), f1.mean(), support.sum()]
+    return table.astype({"support": int}).round(3)
+
+
+def _check_labels(y_true, y_pred):
+    y_true, y_pred = np.asarray(y_true).reshape(-1), np.asarray(y_pred).reshape(-1)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"{len(y_true)} labels but {len(y_pred)} predictions: pass one "
+                         "prediction per image, in the same order.")
+    return y_true.astype(np.int64), y_pred.astype(np.int64)

@@ -1,0 +1,141 @@
+"""Training helpers: seeding, compiling, callbacks and a quiet, timed `fit`.
+
+Keras' default progress bars print hundreds of lines into a notebook and bury the
+numbers that matter. `fit` here trains silently and prints one line per epoch with
+the metrics, learning rate and time, and returns the history together with timings.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import keras
+
+
+def set_seed(seed=42):
+    """Seed Python, NumPy and TensorFlow so reruns on the same machine give the same numbers.
+
+    Bit-for-bit repeatability also needs the same hardware, library versions and
+    thread scheduling; on a GPU, some operations stay slightly non-deterministic.
+    """
+    keras.utils.set_random_seed(seed)
+
+
+def compile_classifier(model, learning_rate=1e-3, *, weight_decay=None, clipnorm=None):
+    """Compile `model` for integer labels with Adam (or AdamW when `weight_decay` is set).
+
+    `learning_rate` may be a number or a `keras.optimizers.schedules` schedule.
+    `clipnorm` caps the gradient norm, a safety net when fine-tuning pretrained layers.
+    Returns the model, so the call can be chained.
+    """
+    if weight_decay:
+        optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay,
+                                           clipnorm=clipnorm)
+    else:
+        optimizer = keras.optimizers.Adam(learning_rate, clipnorm=clipnorm)
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+def standard_callbacks(monitor="val_accuracy", patience=5, reduce_lr_patience=2,
+                       reduce_lr_factor=0.5, min_lr=1e-6, checkpoint_path=None):
+    """Early stopping (restoring the best weights), reduce-on-plateau and optional checkpointing.
+
+    * `EarlyStopping` ends training once `monitor` has not improved for `patience`
+      epochs and rolls the model back to its best epoch.
+    * `ReduceLROnPlateau` multiplies the learning rate by `reduce_lr_factor` after
+      `reduce_lr_patience` epochs without improvement (0 disables it).
+    * `ModelCheckpoint` (when `checkpoint_path` ends in `.keras`) keeps the best model
+      on disk, so an interrupted run loses nothing.
+    """
+    callbacks = [keras.callbacks.EarlyStopping(monitor=monitor, patience=patience,
+                                               restore_best_weights=True)]
+    if reduce_lr_patience:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor=monitor, factor=reduce_lr_factor, patience=reduce_lr_patience,
+            min_lr=min_lr))
+    if checkpoint_path is not None:
+        callbacks.append(keras.callbacks.ModelCheckpoint(
+            str(checkpoint_path), monitor=monitor, save_best_only=True))
+    return callbacks
+
+
+_SHORT_NAMES = {"accuracy": "acc", "val_accuracy": "val_acc"}
+
+
+class EpochLogger(keras.callbacks.Callback):
+    """Prints one compact line per epoch and records each epoch's duration in seconds."""
+
+    def __init__(self, epochs=None):
+        super().__init__()
+        self.epochs = epochs
+        self.epoch_seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self._start
+        self.epoch_seconds.append(seconds)
+        total = f"/{self.epochs}" if self.epochs else ""
+        width = len(str(self.epochs or ""))
+        parts = [f"epoch {epoch + 1:>{width}}{total}", f"{seconds:5.1f}s"]
+        for name, value in (logs or {}).items():
+            if name != "learning_rate":
+                parts.append(f"{_SHORT_NAMES.get(name, name)} {value:.4f}")
+        parts.append(f"lr {float(self.model.optimizer.learning_rate):.1e}")
+        print("  ".join(parts))
+
+
+@dataclass
+class TrainingRun:
+    """What `fit` returns: per-epoch metrics plus how long training took."""
+
+    history: dict
+    seconds: float
+    epoch_seconds: list = field(default_factory=list)
+
+    @property
+    def epochs(self) -> int:
+        """Number of epochs actually run (early stopping may end before the maximum)."""
+        return len(self.epoch_seconds)
+
+
+def fit(model, train, validation=None, *, epochs, callbacks=(), **fit_kwargs) -> TrainingRun:
+    """`model.fit` without progress bars: one line per epoch, timings returned.
+
+    `train` and `validation` are what `model.fit` accepts (typically `tf.data`
+    datasets from `data.make_dataset`, or `(x, y)` tuples for cached features).
+    Extra keyword arguments go to `model.fit`.
+    """
+    logger = EpochLogger(epochs)
+    if isinstance(train, tuple):
+        fit_kwargs["x"], fit_kwargs["y"] = train
+    else:
+        fit_kwargs["x"] = train
+    start = time.perf_counter()
+    history = model.fit(validation_data=validation, epochs=epochs,
+                        callbacks=[*callbacks, logger], verbose=0, **fit_kwargs)
+    seconds = time.perf_counter() - start
+    for callback in callbacks:
+        if isinstance(callback, keras.callbacks.EarlyStopping) and callback.stopped_epoch:
+            best = getattr(callback, "best_epoch", None)
+            print(f"Early stopping after epoch {callback.stopped_epoch + 1}"
+                  + (f"; weights restored from epoch {best + 1}" if best is not None else "")
+                  + f" (best {callback.monitor} {callback.best:.4f}).")
+    print(f"Training took {seconds:.0f} s ({len(logger.epoch_seconds)} epochs).")
+    return TrainingRun(history=history.history, seconds=seconds,
+                       epoch_seconds=logger.epoch_seconds)
+
+
+def device_name() -> str:
+    """'GPU (<name>)' when TensorFlow sees a GPU, else 'CPU'; recorded with every result."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return "CPU"
+    details = tf.config.experimental.get_device_details(gpus[0])
+    return f"GPU ({details.get('device_name', gpus[0].name)})"

@@ -1,0 +1,107 @@
+"""Metrics against hand-computed values; every plot returns a figure and saves a PNG."""
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from cifar_utils import plots
+from cifar_utils.data import CLASS_NAMES
+from cifar_utils.metrics import accuracy, classification_table, confusion_matrix
+
+Y_TRUE = np.array([0, 0, 0, 1, 1, 2])
+Y_PRED = np.array([0, 0, 1, 1, 2, 2])
+NAMES = ("a", "b", "c")
+
+
+def test_accuracy_and_confusion_matrix():
+    assert accuracy(Y_TRUE, Y_PRED) == pytest.approx(4 / 6)
+    assert confusion_matrix(Y_TRUE, Y_PRED, 3).tolist() == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
+    with pytest.raises(ValueError, match="6 labels but 5 predictions"):
+        accuracy(Y_TRUE, Y_PRED[:5])
+
+
+def test_classification_table_by_hand():
+    table = classification_table(Y_TRUE, Y_PRED, NAMES)
+    assert list(table.index) == ["a", "b", "c", "macro avg"]
+    assert table.loc["a"].tolist() == [1.0, 0.667, 0.8, 3]
+    assert table.loc["b"].tolist() == [0.5, 0.5, 0.5, 2]
+    assert table.loc["c", "precision"] == 0.5 and table.loc["c", "recall"] == 1.0
+    assert table.loc["macro avg", "support"] == 6
+
+
+def test_class_with_no_predictions_gets_zero_precision():
+    table = classification_table([0, 1], [0, 0], ("a", "b"))
+    assert table.loc["b", "precision"] == 0.0 and table.loc["b", "f1"] == 0.0
+
+
+@pytest.fixture
+def predictions(images):
+    x, y = images
+    rng = np.random.default_rng(1)
+    probs = rng.dirichlet(np.ones(10), size=len(y))
+    return x, y, probs
+
+
+def test_every_plot_returns_a_figure(predictions):
+    x, y, probs = predictions
+    y_pred = probs.argmax(1)
+    history = {"loss": [2.0, 1.5], "accuracy": [0.3, 0.5],
+               "val_loss": [1.8, 1.6], "val_accuracy": [0.35, 0.45]}
+    results = pd.DataFrame({"model": ["m1", "m2"], "test_accuracy": [0.7, 0.8]})
+    figures = [
+        plots.plot_class_examples(x, y, per_class=2),
+        plots.plot_history(history),
+        plots.plot_history({"classic": history, "improved": history}, title="compare"),
+        plots.plot_confusion_matrix(y, y_pred),
+        plots.plot_confusion_matrix(y, y_pred, normalize=False),
+        plots.plot_predictions(x, y, y_pred, n=8),
+        plots.plot_confident_mistakes(x, y, probs, n=6),
+        plots.plot_comparison(results),
+    ]
+    assert all(isinstance(fig, Figure) for fig in figures)
+
+
+def test_history_overlay_draws_every_run():
+    history = {"loss": [1.0, 0.5], "accuracy": [0.5, 0.7], "val_loss": [1, 1], "val_accuracy": [1, 1]}
+    fig = plots.plot_history({f"run {i}": history for i in range(12)})
+    assert len(fig.axes[0].lines) == 24  # train and validation for each of 12 runs
+    with pytest.raises(TypeError, match="cannot read training history 'bad'"):
+        plots.plot_history({"bad": [1, 2, 3]})
+
+
+def test_confusion_matrix_annotations_are_row_percentages():
+    y_true = np.array([0, 0, 0, 0, 1])
+    y_pred = np.array([0, 0, 0, 1, 1])
+    fig = plots.plot_confusion_matrix(y_true, y_pred, class_names=("a", "b"))
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == ["75", "25", "0", "100"]
+    counts = plots.plot_confusion_matrix(y_true, y_pred, ("a", "b"), normalize=False)
+    assert [t.get_text() for t in counts.axes[0].texts] == ["3", "1", "0", "1"]
+
+
+def test_confident_mistakes_are_sorted_by_confidence(predictions):
+    x, y, probs = predictions
+    fig = plots.plot_confident_mistakes(x, y, probs, n=3)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    shown = [int(t.split()[1].rstrip("%")) for t in titles]
+    assert shown == sorted(shown, reverse=True) and len(shown) == 3
+    assert all("(true: " in t for t in titles)
+    assert all(t.split()[0] in CLASS_NAMES for t in titles)
+
+
+def test_predictions_grid_marks_mistakes_in_red(images):
+    x, y = images
+    y_pred = y.copy()
+    y_pred[:] = (y + 1) % 10
+    fig = plots.plot_predictions(x, y, y_pred, n=4)
+    assert {ax.title.get_color() for ax in fig.axes if ax.get_title()} == {"red"}
+
+
+def test_save_figure_writes_a_readable_png(tmp_path):
+    fig = plots.plot_history({"loss": [1, 0.5], "accuracy": [0.5, 0.7]})
+    path = plots.save_figure(fig, "curves", tmp_path / "figures")
+    assert path == tmp_path / "figures" / "curves.png"
+    height, width, _ = matplotlib.image.imread(path).shape
+    assert 800 <= width <= 1400 and height > 200

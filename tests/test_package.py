@@ -1,0 +1,45 @@
+"""The package surface: every exported name resolves; importing it touches nothing."""
+
+import subprocess
+import sys
+
+import pytest
+
+import cifar_utils
+
+AUDIT = r"""
+import os, sys
+events = []
+def hook(event, args):
+    if event == "open" and isinstance(args[0], str):
+        if args[0].startswith((os.environ["KERAS_HOME"], os.environ["CIFAR10_DIR"])):
+            events.append((event, args[0]))
+        elif args[1] not in (None, "r", "rb") and "w" in str(args[1]):
+            events.append((event, args[0]))
+    elif event in ("socket.connect", "urllib.Request", "os.mkdir"):
+        events.append((event, str(args[0])))
+sys.addaudithook(hook)
+import cifar_utils
+print(sorted({"keras", "tensorflow", "matplotlib.pyplot"} & set(sys.modules)))
+print(events)
+"""
+
+
+def test_import_does_no_io_and_loads_no_framework(tmp_path):
+    env = {"KERAS_HOME": str(tmp_path / "keras"), "CIFAR10_DIR": str(tmp_path / "data"),
+           "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-B", "-c", AUDIT], env=env, capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    assert out == ["[]", "[]"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_every_exported_name_resolves():
+    for name in cifar_utils.__all__:
+        assert getattr(cifar_utils, name) is not None, name
+    assert cifar_utils.load_cifar10 is cifar_utils.data.load_cifar10
+
+
+def test_unknown_name_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="no_such_helper"):
+        cifar_utils.no_such_helper  # noqa: B018

@@ -1,0 +1,76 @@
+"""Seeding, compiling, callbacks and the quiet timed fit."""
+
+import keras
+import numpy as np
+
+from cifar_utils.training import (
+    TrainingRun,
+    compile_classifier,
+    device_name,
+    fit,
+    set_seed,
+    standard_callbacks,
+)
+
+
+def tiny_model():
+    return keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+
+
+def tiny_data(n=60):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 4)).astype("float32")
+    return x, (x[:, 0] > 0).astype("int64") + (x[:, 1] > 0)
+
+
+def test_set_seed_makes_initialisation_repeatable():
+    set_seed(3)
+    first = tiny_model().get_weights()[0]
+    set_seed(3)
+    assert np.array_equal(first, tiny_model().get_weights()[0])
+    set_seed(4)
+    assert not np.array_equal(first, tiny_model().get_weights()[0])
+
+
+def test_compile_classifier_picks_the_optimizer():
+    model = compile_classifier(tiny_model(), 1e-3, clipnorm=1.0)
+    assert isinstance(model.optimizer, keras.optimizers.Adam) and model.optimizer.clipnorm == 1.0
+    model = compile_classifier(tiny_model(), 1e-3, weight_decay=1e-4)
+    assert isinstance(model.optimizer, keras.optimizers.AdamW)
+
+
+def test_standard_callbacks():
+    kinds = [type(c).__name__ for c in standard_callbacks(checkpoint_path="best.keras")]
+    assert kinds == ["EarlyStopping", "ReduceLROnPlateau", "ModelCheckpoint"]
+    assert [type(c).__name__ for c in standard_callbacks(reduce_lr_patience=0)] == ["EarlyStopping"]
+    assert standard_callbacks(patience=3)[0].restore_best_weights
+
+
+def test_fit_prints_one_line_per_epoch_and_times_them(capsys):
+    set_seed(0)
+    model = compile_classifier(tiny_model(), 0.05)
+    x, y = tiny_data()
+    run = fit(model, (x, y), (x, y), epochs=3, batch_size=16)
+    lines = capsys.readouterr().out.splitlines()
+    assert isinstance(run, TrainingRun) and run.epochs == 3 and len(run.epoch_seconds) == 3
+    assert sum(run.epoch_seconds) <= run.seconds
+    assert set(run.history) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert [line.split()[:2] for line in lines[:3]] == [["epoch", "1/3"], ["epoch", "2/3"],
+                                                       ["epoch", "3/3"]]
+    assert "val_acc" in lines[0] and "lr 5.0e-02" in lines[0]
+    assert lines[-1].startswith("Training took")
+    assert len(lines) == 4  # no progress bars
+
+
+def test_fit_reports_early_stopping(capsys):
+    model = compile_classifier(tiny_model(), 0.0)  # learning rate 0: never improves
+    x, y = tiny_data()
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=1, restore_best_weights=True)
+    run = fit(model, (x, y), (x, y), epochs=10, callbacks=[stop])
+    out = capsys.readouterr().out
+    assert run.epochs == 2
+    assert "Early stopping after epoch 2; weights restored from epoch 1" in out
+
+
+def test_device_name_on_this_machine():
+    assert device_name() == "CPU" or device_name().startswith("GPU (")
