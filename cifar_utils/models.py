@@ -217,7 +217,7 @@ def unfreeze_top(backbone, n, unit="layers"):
         raise ValueError(f"n must be >= 0, got {n}")
     body = [layer for layer in backbone.layers if not isinstance(layer, keras.layers.InputLayer)]
     if unit == "layers":
-        chosen = set(map(id, body[len(body) - n:])) if n else set()
+        chosen = set(map(id, body[max(len(body) - n, 0):])) if n else set()
     else:
         last = max(_block_index(layer.name, 0) for layer in body)
         if last == 0:

@@ -90,6 +90,15 @@ def test_unfreeze_top_layers_keeps_batchnorm_frozen(backbone):
     assert count_params(backbone)["trainable"] == 0
 
 
+def test_unfreezing_more_layers_than_exist_unfreezes_all(backbone):
+    unfreeze_top(backbone, len(backbone.layers) + 10)  # just past the count
+    frozen = [layer.name for layer in backbone.layers
+              if layer.weights and not layer.trainable
+              and not isinstance(layer, keras.layers.BatchNormalization)]
+    assert frozen == []
+    unfreeze_top(backbone, 0)
+
+
 def test_classic_last_four_layers_train_only_the_final_conv(backbone):
     unfreeze_top(backbone, 4)
     assert [layer.name for layer in backbone.layers if layer.trainable and layer.weights] == ["Conv_1"]
