@@ -24,20 +24,21 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 _EXPORTS = {
     "data": ["CLASS_NAMES", "DATA_DIR_ENV", "CifarDataError", "DataProvenance",
-             "ModifiedDataWarning", "UnsafePickleError", "load_cifar10", "make_dataset",
-             "stratified_subset", "train_val_split"],
+             "ModifiedDataWarning", "UnsafePickleError", "load_cifar10", "load_splits",
+             "make_dataset", "stratified_subset", "train_val_split"],
     "preprocessing": ["augmentation", "channel_stats", "mobilenet_preprocess", "scale_01",
                       "standardizer"],
     "models": ["WeightsNotFoundError", "build_classic_cnn", "build_improved_cnn",
                "build_transfer_model", "count_params", "large_head", "mobilenet_v2_backbone",
                "mobilenet_v2_weights", "simple_head", "unfreeze_top"],
     "features": ["extract_features"],
-    "training": ["TrainingRun", "compile_classifier", "device_name", "fit", "set_seed",
-                 "standard_callbacks"],
-    "metrics": ["accuracy", "classification_table", "confusion_matrix", "predict_proba"],
+    "training": ["TrainingRun", "compile_classifier", "cosine_schedule", "device_name", "fit",
+                 "quick_mode", "set_seed", "standard_callbacks"],
+    "metrics": ["Evaluation", "accuracy", "classification_table", "confusion_matrix", "evaluate",
+                "predict_proba"],
     "plots": ["plot_class_examples", "plot_comparison", "plot_confident_mistakes",
               "plot_confusion_matrix", "plot_history", "plot_predictions", "save_figure"],
-    "results": ["load_results", "save_results"],
+    "results": ["load_results", "save_results", "save_run"],
 }
 _HOME = {name: module for module, names in _EXPORTS.items() for name in names}
 

@@ -363,6 +363,37 @@ def stratified_subset(x, y, size, seed=0):
     return x[idx], y[idx]
 
 
+@dataclass(frozen=True)
+class CifarSplits:
+    """The three splits every notebook uses, each an `(images, labels)` pair, and provenance."""
+
+    train: tuple
+    val: tuple
+    test: tuple
+    provenance: DataProvenance
+
+    def sizes(self) -> str:
+        """One line with the number of images in each split."""
+        return (f"train {len(self.train[1]):,} | validation {len(self.val[1]):,} | "
+                f"test {len(self.test[1]):,} images")
+
+
+def load_splits(data_dir=None, *, val_size=5000, seed=42, train_size=None, test_size=None):
+    """Load CIFAR-10 and split it the same way in every notebook.
+
+    The 50,000 training images become `train` and a stratified `val` of `val_size`;
+    settings are chosen on `val`, and `test` is only used for the final numbers.
+    `train_size` / `test_size` take stratified subsets (quick runs); None keeps all.
+    """
+    (train, test), provenance = load_cifar10(data_dir, return_provenance=True)
+    train, val = train_val_split(*train, val_size=val_size, seed=seed)
+    if train_size is not None:
+        train = stratified_subset(*train, train_size, seed=seed)
+    if test_size is not None:
+        test = stratified_subset(*test, test_size, seed=seed)
+    return CifarSplits(train=train, val=val, test=test, provenance=provenance)
+
+
 # --------------------------------------------------------------------------- tf.data
 
 

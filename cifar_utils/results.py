@@ -62,6 +62,34 @@ def save_results(run, directory="results", *, predictions=None, **fields) -> Pat
     return path
 
 
+def save_run(run, directory, *, model_name, notebook, model, evaluation, train_seconds,
+             epochs, image_size, provenance, **extra) -> Path:
+    """Save one trained model's results with the fields every comparison table reads.
+
+    Args:
+        run: file name, e.g. "01_improved_cnn".
+        directory: the results folder.
+        model_name: the label shown in tables and charts, e.g. "Improved CNN".
+        notebook: the notebook that trained it.
+        model: the complete Keras model (parameter counts include a frozen backbone).
+        evaluation: `metrics.evaluate(...)` on the test split.
+        train_seconds: wall time spent training (and extracting features, if any).
+        epochs: epochs actually run.
+        image_size: input size the model sees.
+        provenance: the `DataProvenance` of the data used.
+        **extra: anything else worth keeping (learning rate, head, unfrozen layers...).
+    """
+    from .models import count_params
+
+    params = count_params(model)
+    return save_results(
+        run, directory, predictions=evaluation.predictions, model=model_name,
+        notebook=notebook, test_accuracy=evaluation.accuracy, test_loss=evaluation.loss,
+        test_images=len(evaluation.predictions), params_total=params["total"],
+        params_trainable=params["trainable"], train_seconds=round(float(train_seconds), 1),
+        epochs=int(epochs), image_size=int(image_size), data_provenance=provenance, **extra)
+
+
 def load_results(directory="results") -> pd.DataFrame:
     """All saved runs in `directory` as a DataFrame, one row per run, sorted by run name."""
     directory = Path(directory)

@@ -7,10 +7,28 @@ the metrics, learning rate and time, and returns the history together with timin
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
 import keras
+
+QUICK_ENV = "CIFAR_UTILS_QUICK"
+"""Environment variable switching every notebook to quick mode."""
+
+
+def quick_mode() -> bool:
+    """True when `$CIFAR_UTILS_QUICK` is 1: notebooks then use a small subset and 1-2 epochs.
+
+    Quick mode is for tests and a first pass in class; its numbers are not results.
+    """
+    value = os.environ.get(QUICK_ENV, "").strip().lower()
+    if value in ("", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise ValueError(f"{QUICK_ENV}={value!r} is not understood: set it to 1 for quick mode, "
+                     "or to 0 (or unset it) for the full run.")
 
 
 def set_seed(seed=42):
@@ -37,6 +55,20 @@ def compile_classifier(model, learning_rate=1e-3, *, weight_decay=None, clipnorm
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     return model
+
+
+def cosine_schedule(peak_learning_rate, epochs, steps_per_epoch, warmup_epochs=1):
+    """Learning rate that warms up linearly for `warmup_epochs`, then decays to 0 along a cosine.
+
+    Warm-up avoids large, noisy first steps while BatchNorm statistics settle; the long
+    decay lets training settle into a good minimum. Use it instead of reduce-on-plateau
+    (`standard_callbacks(reduce_lr_patience=0)`), not together with it.
+    """
+    warmup_steps = int(warmup_epochs * steps_per_epoch)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=peak_learning_rate / 100,
+        decay_steps=max(int(epochs * steps_per_epoch) - warmup_steps, 1),
+        warmup_target=peak_learning_rate, warmup_steps=warmup_steps)
 
 
 def standard_callbacks(monitor="val_accuracy", patience=5, reduce_lr_patience=2,

@@ -285,3 +285,16 @@ def test_augmentation_runs_in_training_mode_inside_the_pipeline(images):
     (batch, _), = list(make_dataset(x[:4], y[:4], batch_size=4, augment=augment))
     assert calls == [True]
     assert np.array_equal(batch.numpy(), x[:4, :, ::-1].astype(np.float32))
+
+
+def test_load_splits_gives_every_notebook_the_same_split(cifar_dir):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ModifiedDataWarning)
+        splits = data.load_splits(cifar_dir, val_size=20, seed=1)
+        again = data.load_splits(cifar_dir, val_size=20, seed=1)
+        small = data.load_splits(cifar_dir, val_size=20, seed=1, train_size=40, test_size=10)
+    assert len(splits.train[1]) == 80 and np.bincount(splits.val[1]).tolist() == [2] * 10
+    assert np.array_equal(splits.val[0], again.val[0])
+    assert splits.sizes() == "train 80 | validation 20 | test 20 images"
+    assert np.bincount(small.train[1]).tolist() == [4] * 10 and len(small.test[1]) == 10
+    assert not splits.provenance.official

@@ -8,7 +8,7 @@ from matplotlib.figure import Figure
 
 from cifar_utils import plots
 from cifar_utils.data import CLASS_NAMES
-from cifar_utils.metrics import accuracy, classification_table, confusion_matrix
+from cifar_utils.metrics import accuracy, classification_table, confusion_matrix, evaluate
 
 Y_TRUE = np.array([0, 0, 0, 1, 1, 2])
 Y_PRED = np.array([0, 0, 1, 1, 2, 2])
@@ -105,3 +105,26 @@ def test_save_figure_writes_a_readable_png(tmp_path):
     assert path == tmp_path / "figures" / "curves.png"
     height, width, _ = matplotlib.image.imread(path).shape
     assert 800 <= width <= 1400 and height > 200
+
+
+class FixedModel:
+    """Stands in for a Keras model: `predict` returns fixed probabilities."""
+
+    def __init__(self, probabilities):
+        self.probabilities = np.asarray(probabilities)
+
+    def predict(self, data, batch_size=None, verbose=0):
+        return self.probabilities
+
+
+def test_evaluate_matches_keras_cross_entropy():
+    import keras
+
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.5, 0.4, 0.1], [0.0, 1.0, 0.0]])
+    labels = np.array([0, 2, 1, 0])
+    result = evaluate(FixedModel(probs), np.zeros((4, 1)), labels)
+    assert result.predictions.tolist() == [0, 2, 0, 1] and result.accuracy == 0.5
+    expected = keras.losses.SparseCategoricalCrossentropy()(labels, probs)
+    assert result.loss == pytest.approx(float(expected), rel=1e-4)
+    with pytest.raises(ValueError, match="4 predictions for 3 labels"):
+        evaluate(FixedModel(probs), np.zeros((4, 1)), labels[:3])

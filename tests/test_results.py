@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from cifar_utils.results import load_results, save_results
+from cifar_utils.results import load_results, save_results, save_run
 
 
 def test_round_trip_with_predictions(tmp_path):
@@ -48,3 +48,26 @@ def test_bad_inputs_get_clear_errors(tmp_path):
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(ValueError, match="broken.json is not valid JSON"):
         load_results(tmp_path)
+
+
+def test_save_run_records_the_fields_comparisons_need(tmp_path):
+    import keras
+
+    from cifar_utils.data import DataProvenance
+    from cifar_utils.metrics import Evaluation
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(10)])
+    model.layers[0].trainable = False
+    evaluation = Evaluation(probabilities=np.eye(10)[[1, 2, 3]], predictions=np.array([1, 2, 3]),
+                            accuracy=2 / 3, loss=0.5)
+    provenance = DataProvenance(source="a local folder", official=False,
+                                md5={"test_batch": "abc"}, modified_files=("test_batch",))
+    path = save_run("02_frozen", tmp_path, model_name="Frozen", notebook="02.ipynb", model=model,
+                    evaluation=evaluation, train_seconds=12.345, epochs=3, image_size=160,
+                    provenance=provenance, head="large")
+    record = json.loads(path.read_text())
+    assert record["params_total"] == 50 and record["params_trainable"] == 0
+    assert record["test_accuracy"] == pytest.approx(2 / 3) and record["test_images"] == 3
+    assert record["data_provenance"]["md5"] == {"test_batch": "abc"}
+    assert record["train_seconds"] == 12.3 and record["head"] == "large"
+    assert np.load(tmp_path / record["predictions_file"]).tolist() == [1, 2, 3]

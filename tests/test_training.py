@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 
 from cifar_utils.training import (
     TrainingRun,
@@ -74,3 +75,26 @@ def test_fit_reports_early_stopping(capsys):
 
 def test_device_name_on_this_machine():
     assert device_name() == "CPU" or device_name().startswith("GPU (")
+
+
+def test_quick_mode_reads_the_environment(monkeypatch):
+    from cifar_utils.training import quick_mode
+
+    monkeypatch.delenv("CIFAR_UTILS_QUICK", raising=False)
+    assert quick_mode() is False
+    for value, expected in [("1", True), ("true", True), ("0", False), ("", False)]:
+        monkeypatch.setenv("CIFAR_UTILS_QUICK", value)
+        assert quick_mode() is expected
+    monkeypatch.setenv("CIFAR_UTILS_QUICK", "fast")
+    with pytest.raises(ValueError, match="set it to 1 for quick mode"):
+        quick_mode()
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    from cifar_utils.training import cosine_schedule
+
+    schedule = cosine_schedule(0.1, epochs=10, steps_per_epoch=100, warmup_epochs=1)
+    rates = [float(schedule(step)) for step in (0, 50, 100, 550, 1000)]
+    assert rates[0] == pytest.approx(0.001) and rates[1] < rates[2]
+    assert rates[2] == pytest.approx(0.1) and 0.04 < rates[3] < 0.06
+    assert rates[4] == pytest.approx(0.0, abs=1e-6)
