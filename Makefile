@@ -27,7 +27,7 @@ series: $(STAMP)
 	done
 
 test: $(STAMP)
-	CIFAR_UTILS_QUICK=1 MPLBACKEND=Agg $(BIN)/python -m pytest --nbval-lax tests notebooks
+	CIFAR_UTILS_QUICK=1 $(BIN)/python -m pytest --nbval-lax tests notebooks
 
 lint: $(STAMP)
 	$(BIN)/ruff check cifar_utils tests

@@ -14,10 +14,13 @@ The notebooks tell the story; this package holds the code they share:
 Everything listed in `__all__` is available as `cifar_utils.<name>`. Submodules are
 imported on first use, so `import cifar_utils` is instant and touches no files: no
 TensorFlow start-up, no data, no download until a function needs them.
+Notebooks call `start_tensorflow()` once, in their setup cell.
 """
 
+import contextlib
 import importlib
 import os
+import sys
 
 # Hide TensorFlow's C++ start-up log lines in notebooks (set the variable to override).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -42,7 +45,41 @@ _EXPORTS = {
 }
 _HOME = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = sorted(_HOME) + sorted(_EXPORTS)
+__all__ = ["start_tensorflow", *sorted(_HOME), *sorted(_EXPORTS)]
+
+
+def start_tensorflow() -> str:
+    """Start TensorFlow and Keras without start-up noise; return what they run on.
+
+    TensorFlow 2.21 writes log lines from C++ while it loads and probes for CUDA
+    (oneDNN notices, "could not find cuda drivers"), before its log level applies, so
+    `TF_CPP_MIN_LOG_LEVEL` cannot hide them and they fill a notebook's first output.
+    The process's native stderr is muted for that start-up only; Python errors still
+    surface as usual. TensorFlow's Python logger is set to errors only: its warnings
+    (e.g. about retracing when a notebook compares several fresh models) are hints
+    for library authors, not for readers.
+    """
+    with _native_stderr_muted():
+        import keras
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+    tf.get_logger().setLevel("ERROR")
+    device = f"{len(gpus)} GPU(s)" if gpus else "the CPU"
+    return f"TensorFlow {tf.__version__} with Keras {keras.__version__}, running on {device}."
+
+
+@contextlib.contextmanager
+def _native_stderr_muted():
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def __getattr__(name):

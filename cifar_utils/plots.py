@@ -25,7 +25,7 @@ def _pyplot():
 def _image_grid(images, titles, colors=None, columns=8, title=None):
     plt = _pyplot()
     rows = int(np.ceil(len(images) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(1.45 * columns, 1.6 * rows + 0.4),
+    fig, axes = plt.subplots(rows, columns, figsize=(1.45 * columns, 1.9 * rows + 0.4),
                              squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
@@ -142,6 +142,8 @@ def plot_confident_mistakes(x, y_true, probabilities, class_names=CLASS_NAMES, n
 
 def plot_comparison(results, metric="test_accuracy", label="model"):
     """Horizontal bar chart of `metric` for each row of a results DataFrame."""
+    from matplotlib.ticker import PercentFormatter
+
     plt = _pyplot()
     ordered = results.sort_values(metric)
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(ordered) + 1.2))
@@ -150,6 +152,8 @@ def plot_comparison(results, metric="test_accuracy", label="model"):
                                for v in ordered[metric]], padding=3, fontsize=9)
     ax.set_xlabel(metric.replace("_", " "))
     ax.set_xlim(0, ordered[metric].max() * 1.15)
+    if metric.endswith("accuracy"):
+        ax.xaxis.set_major_formatter(PercentFormatter(1.0))
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig

@@ -145,7 +145,8 @@ def fit(model, train, validation=None, *, epochs, callbacks=(), **fit_kwargs) ->
     logger = EpochLogger(epochs)
     if isinstance(train, tuple):
         fit_kwargs["x"], fit_kwargs["y"] = train
-    else:
+    else:  # a tf.data pipeline shuffles itself (make_dataset(..., shuffle=True))
+        fit_kwargs.setdefault("shuffle", False)
         fit_kwargs["x"] = train
     start = time.perf_counter()
     history = model.fit(validation_data=validation, epochs=epochs,
@@ -157,7 +158,8 @@ def fit(model, train, validation=None, *, epochs, callbacks=(), **fit_kwargs) ->
             print(f"Early stopping after epoch {callback.stopped_epoch + 1}"
                   + (f"; weights restored from epoch {best + 1}" if best is not None else "")
                   + f" (best {callback.monitor} {callback.best:.4f}).")
-    print(f"Training took {seconds:.0f} s ({len(logger.epoch_seconds)} epochs).")
+    epochs_run = len(logger.epoch_seconds)
+    print(f"Training took {seconds:.0f} s ({epochs_run} epoch{'s' if epochs_run != 1 else ''}).")
     return TrainingRun(history=history.history, seconds=seconds,
                        epoch_seconds=logger.epoch_seconds)
 

@@ -43,3 +43,11 @@ def test_every_exported_name_resolves():
 def test_unknown_name_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no_such_helper"):
         cifar_utils.no_such_helper  # noqa: B018
+
+
+def test_start_tensorflow_is_quiet_and_says_where_it_runs():
+    code = "import cifar_utils; print(cifar_utils.start_tensorflow())"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.startswith("TensorFlow 2.") and "running on" in result.stdout
+    assert result.stderr == ""

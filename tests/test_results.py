@@ -1,6 +1,7 @@
 """Results files: atomic JSON with environment details, predictions, loading back."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -20,6 +21,9 @@ def test_round_trip_with_predictions(tmp_path):
     assert np.array_equal(np.load(tmp_path / record["predictions_file"]), preds)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "01_classic_cnn.json", "01_classic_cnn_test_predictions.npy"]  # no temp files left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as readable as any other file
 
 
 def test_load_results_makes_a_sorted_table(tmp_path):

@@ -98,3 +98,17 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
     assert rates[0] == pytest.approx(0.001) and rates[1] < rates[2]
     assert rates[2] == pytest.approx(0.1) and 0.04 < rates[3] < 0.06
     assert rates[4] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_fit_on_a_dataset_raises_no_warning(capsys):
+    import warnings
+
+    from cifar_utils.data import make_dataset
+
+    model = compile_classifier(tiny_model(), 0.01)
+    x, y = tiny_data()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = fit(model, make_dataset(x, y, batch_size=16, shuffle=True, seed=0), epochs=1)
+    assert [str(w.message) for w in caught] == []
+    assert run.epochs == 1 and "(1 epoch)." in capsys.readouterr().out
