@@ -52,8 +52,6 @@ OFFICIAL_MD5 = {
 }
 """md5 of each official file, as published with the dataset."""
 
-OFFICIAL_ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
-
 _FIX_HINT = (
     "Download the 'CIFAR-10 python version' from https://www.cs.toronto.edu/~kriz/cifar.html "
     f"and point `data_dir=` or ${DATA_DIR_ENV} at the folder holding `{BATCH_FOLDER}/` "

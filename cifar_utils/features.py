@@ -43,6 +43,18 @@ def fingerprint(*arrays) -> str:
     return digest.hexdigest()[:16]
 
 
+_PROBE = np.arange(16 * 16 * 3, dtype=np.uint32).reshape(1, 16, 16, 3) % 256
+
+
+def _behaviour(preprocess) -> str:
+    """Fingerprint of what `preprocess` does to a fixed probe image.
+
+    Names are not enough: two `standardizer(...)` closures share a name but not their
+    statistics, and every lambda is called "<lambda>".
+    """
+    return fingerprint(np.asarray(preprocess(_PROBE.astype(np.uint8)), dtype=np.float32))
+
+
 def extract_features(extractor, x, *, image_size, preprocess, flip=False, batch_size=128,
                      cache_dir=None, verbose=True):
     """Features of images `x` (uint8, N x 32 x 32 x 3) from a frozen `extractor`, cached.
@@ -65,7 +77,7 @@ def extract_features(extractor, x, *, image_size, preprocess, flip=False, batch_
 
     key = "|".join([
         extractor.name, fingerprint(*extractor.get_weights()), str(image_size),
-        getattr(preprocess, "__name__", repr(preprocess)), fingerprint(x), str(flip),
+        _behaviour(preprocess), fingerprint(x), str(flip),
     ])
     name = f"{extractor.name}-{image_size}px-{'flip-' if flip else ''}" \
            f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy"

@@ -97,3 +97,13 @@ def test_default_cache_dir_honours_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("CIFAR_UTILS_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert default_cache_dir() == tmp_path / "cifar_utils"
+
+
+def test_preprocessing_functions_with_one_name_get_separate_caches(extractor, images, tmp_path):
+    from cifar_utils.preprocessing import standardizer
+
+    x, _ = images
+    first = run(extractor, x, tmp_path, preprocess=standardizer([0.5] * 3, [0.25] * 3))
+    second = run(extractor, x, tmp_path, preprocess=standardizer([0.4] * 3, [0.25] * 3))
+    assert np.allclose(second - first, 0.4, atol=1e-4)  # (x - 0.4)/0.25 - (x - 0.5)/0.25
+    assert len(list(tmp_path.glob("*.npy"))) == 2

@@ -1,0 +1,45 @@
+"""The committed results files: complete records whose accuracy the predictions reproduce.
+
+Every `results/<run>.json` names a predictions file holding the predicted class of each
+of the 10,000 test images; recomputing the accuracy from it and the real test labels
+must give the recorded number. Needs the real labels, so it runs where CIFAR10_DIR is
+set (always in CI).
+"""
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cifar_utils import load_cifar10
+from cifar_utils.data import ModifiedDataWarning
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+RECORDS = sorted(RESULTS.glob("*.json"))
+REQUIRED = {"model", "notebook", "test_accuracy", "train_seconds", "image_size",
+            "params_total", "data_provenance", "predictions_file"}
+
+
+@pytest.fixture(scope="module")
+def test_labels():
+    if not os.environ.get("CIFAR10_DIR"):
+        if os.environ.get("CI"):
+            pytest.fail("CI must set CIFAR10_DIR (see .ci/run)")
+        pytest.skip("set CIFAR10_DIR to a local CIFAR-10 copy to check the committed results")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ModifiedDataWarning)
+        _, (_, y_test) = load_cifar10()
+    return y_test
+
+
+@pytest.mark.parametrize("path", RECORDS, ids=[p.stem for p in RECORDS])
+def test_recorded_accuracy_is_reproduced_by_the_predictions(path, test_labels):
+    record = json.loads(path.read_text())
+    assert REQUIRED <= set(record), f"missing fields: {REQUIRED - set(record)}"
+    predictions = np.load(RESULTS / record["predictions_file"])
+    assert predictions.shape == (10_000,) and np.issubdtype(predictions.dtype, np.integer)
+    assert record["test_accuracy"] == pytest.approx(np.mean(predictions == test_labels), abs=1e-12)
+    assert isinstance(record["data_provenance"]["official"], bool)  # which copy of the data
