@@ -25,6 +25,13 @@ def backbone():
     return mobilenet_v2_backbone(image_size=32, weights=None)
 
 
+def frozen_learnable_layers(model):
+    """Names of layers with weights that stay frozen, BatchNorm aside (it always does)."""
+    return [layer.name for layer in model.layers
+            if layer.weights and not layer.trainable
+            and not isinstance(layer, keras.layers.BatchNormalization)]
+
+
 def conv_bn(c_in, c_out):
     """Parameters of a 3x3 conv with bias followed by BatchNorm (4 per channel)."""
     return 9 * c_in * c_out + c_out + 4 * c_out
@@ -92,10 +99,7 @@ def test_unfreeze_top_layers_keeps_batchnorm_frozen(backbone):
 
 def test_unfreezing_more_layers_than_exist_unfreezes_all(backbone):
     unfreeze_top(backbone, len(backbone.layers) + 10)  # just past the count
-    frozen = [layer.name for layer in backbone.layers
-              if layer.weights and not layer.trainable
-              and not isinstance(layer, keras.layers.BatchNormalization)]
-    assert frozen == []
+    assert frozen_learnable_layers(backbone) == []
     unfreeze_top(backbone, 0)
 
 
@@ -111,10 +115,7 @@ def test_unfreeze_top_blocks(backbone):
     assert {"block_15_expand", "block_16_project", "Conv_1"} <= names
     assert not any(name.startswith("block_14") for name in names)
     unfreeze_top(backbone, 100, unit="blocks")
-    frozen = [layer.name for layer in backbone.layers
-              if layer.weights and not layer.trainable
-              and not isinstance(layer, keras.layers.BatchNormalization)]
-    assert frozen == []
+    assert frozen_learnable_layers(backbone) == []
     unfreeze_top(backbone, 0)
 
 
