@@ -43,3 +43,16 @@ def test_recorded_accuracy_is_reproduced_by_the_predictions(path, test_labels):
     assert predictions.shape == (10_000,) and np.issubdtype(predictions.dtype, np.integer)
     assert record["test_accuracy"] == pytest.approx(np.mean(predictions == test_labels), abs=1e-12)
     assert isinstance(record["data_provenance"]["official"], bool)  # which copy of the data
+
+
+def test_readme_table_matches_the_results_files():
+    records = {json.loads(p.read_text())["model"]: json.loads(p.read_text()) for p in RECORDS}
+    readme = (RESULTS.parent / "README.md").read_text()
+    section = readme.split("## Results", 1)[-1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1:-1] for line in section.splitlines()
+            if line.startswith("| ") and "%" in line]
+    assert len(rows) == len(records), "every results file has one row in the README, and back"
+    for cells in rows:
+        model, accuracy = cells[0].strip(), cells[2].strip()
+        assert model in records, f"README row {model!r} has no results file"
+        assert accuracy == f"{records[model]['test_accuracy']:.1%}", model
