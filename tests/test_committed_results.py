@@ -46,7 +46,7 @@ def test_recorded_accuracy_is_reproduced_by_the_predictions(path, test_labels):
 
 
 def test_readme_table_matches_the_results_files():
-    records = {json.loads(p.read_text())["model"]: json.loads(p.read_text()) for p in RECORDS}
+    records = {record["model"]: record for record in map(json.loads, map(Path.read_text, RECORDS))}
     readme = (RESULTS.parent / "README.md").read_text()
     section = readme.split("## Results", 1)[-1].split("\n## ", 1)[0]
     rows = [line.split("|")[1:-1] for line in section.splitlines()
