@@ -30,13 +30,24 @@ class Evaluation:
     loss: float
 
 
-def evaluate(model, data, y_true) -> Evaluation:
+def evaluate(model, data, y_true, *, mirrored=None) -> Evaluation:
     """Predict `data` (array or dataset, in the order of `y_true`) and score the predictions.
+
+    `mirrored`, when given, holds the same images flipped left to right (or their
+    features). The probabilities of the two views are averaged: test-time augmentation,
+    which helps a model trained with random flips, since it has learned that a mirrored
+    image shows the same class. It costs one more prediction pass and no training.
 
     The loss is the mean cross-entropy, as Keras computes it (probabilities clipped at
     1e-7), so it matches `model.evaluate` while needing only one pass over the data.
     """
     probabilities = predict_proba(model, data)
+    if mirrored is not None:
+        flipped = predict_proba(model, mirrored)
+        if flipped.shape != probabilities.shape:
+            raise ValueError(f"{len(flipped)} mirrored predictions for {len(probabilities)} "
+                             "images: `mirrored` must hold the same images as `data`, flipped.")
+        probabilities = (probabilities + flipped) / 2
     y_true = np.asarray(y_true).reshape(-1).astype(np.int64)
     if len(probabilities) != len(y_true):
         raise ValueError(f"{len(probabilities)} predictions for {len(y_true)} labels: pass "

@@ -152,16 +152,27 @@ def fit(model, train, validation=None, *, epochs, callbacks=(), **fit_kwargs) ->
     history = model.fit(validation_data=validation, epochs=epochs,
                         callbacks=[*callbacks, logger], verbose=0, **fit_kwargs)
     seconds = time.perf_counter() - start
-    for callback in callbacks:
-        if isinstance(callback, keras.callbacks.EarlyStopping) and callback.stopped_epoch:
-            best = getattr(callback, "best_epoch", None)
-            print(f"Early stopping after epoch {callback.stopped_epoch + 1}"
-                  + (f"; weights restored from epoch {best + 1}" if best is not None else "")
-                  + f" (best {callback.monitor} {callback.best:.4f}).")
     epochs_run = len(logger.epoch_seconds)
+    for callback in callbacks:
+        if isinstance(callback, keras.callbacks.EarlyStopping):
+            _report_early_stopping(callback, epochs_run)
     print(f"Training took {seconds:.0f} s ({epochs_run} epoch{'s' if epochs_run != 1 else ''}).")
     return TrainingRun(history=history.history, seconds=seconds,
                        epoch_seconds=logger.epoch_seconds)
+
+
+def _report_early_stopping(callback, epochs_run):
+    """Say when training stopped early, and when the weights are not the last epoch's.
+
+    Keras restores the best epoch's weights at the end of every run when
+    `restore_best_weights=True`, also when all epochs ran, and says nothing about it.
+    """
+    best = getattr(callback, "best_epoch", None)
+    if callback.stopped_epoch:
+        print(f"Early stopping after epoch {callback.stopped_epoch + 1}.")
+    if callback.restore_best_weights and best is not None and best + 1 != epochs_run:
+        print(f"Weights restored from epoch {best + 1}, the best "
+              f"({callback.monitor} {callback.best:.4f}).")
 
 
 def device_name() -> str:

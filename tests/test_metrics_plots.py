@@ -128,3 +128,25 @@ def test_evaluate_matches_keras_cross_entropy():
     assert result.loss == pytest.approx(float(expected), rel=1e-4)
     with pytest.raises(ValueError, match="4 predictions for 3 labels"):
         evaluate(FixedModel(probs), np.zeros((4, 1)), labels[:3])
+
+
+class MirrorAwareModel:
+    """Predicts class 0 for images whose first column is 0 and class 1 otherwise."""
+
+    def predict(self, data, batch_size=None, verbose=0):
+        first = data[:, 0, 0]
+        return np.stack([np.where(first == 0, 0.9, 0.05), np.where(first == 0, 0.1, 0.95)], axis=1)
+
+
+def test_evaluate_averages_the_mirrored_view():
+    images = np.zeros((2, 1, 2))
+    images[0, 0, 1] = 1.0  # mirrored, image 0 has a 1 in its first column
+    labels = np.array([1, 0])
+    plain = evaluate(MirrorAwareModel(), images, labels)
+    both = evaluate(MirrorAwareModel(), images, labels, mirrored=images[:, :, ::-1])
+    assert plain.probabilities[0].tolist() == pytest.approx([0.9, 0.1])
+    assert both.probabilities[0].tolist() == pytest.approx([0.475, 0.525])
+    assert both.probabilities[1].tolist() == pytest.approx([0.9, 0.1])
+    assert plain.accuracy == 0.5 and both.accuracy == 1.0
+    with pytest.raises(ValueError, match="1 mirrored predictions for 2 images"):
+        evaluate(MirrorAwareModel(), images, labels, mirrored=images[:1, :, ::-1])

@@ -70,7 +70,30 @@ def test_fit_reports_early_stopping(capsys):
     run = fit(model, (x, y), (x, y), epochs=10, callbacks=[stop])
     out = capsys.readouterr().out
     assert run.epochs == 2
-    assert "Early stopping after epoch 2; weights restored from epoch 1" in out
+    assert "Early stopping after epoch 2." in out
+    assert "Weights restored from epoch 1, the best (val_loss" in out
+
+
+def test_fit_reports_weights_restored_after_a_full_run(capsys):
+    set_seed(0)
+    model = compile_classifier(tiny_model(), 0.05)
+    x, y = tiny_data()
+    # "Best" is the highest training loss, i.e. the first epoch: Keras restores it at the
+    # end although training never stopped early.
+    keep_first = keras.callbacks.EarlyStopping(monitor="loss", mode="max", patience=10,
+                                               restore_best_weights=True)
+    run = fit(model, (x, y), epochs=3, batch_size=16, callbacks=[keep_first])
+    out = capsys.readouterr().out
+    assert run.epochs == 3 and run.history["loss"][0] > run.history["loss"][-1]
+    assert "Early stopping" not in out and "Weights restored from epoch 1, the best (loss" in out
+
+
+def test_fit_says_nothing_when_the_last_epoch_is_the_best(capsys):
+    set_seed(0)
+    model = compile_classifier(tiny_model(), 0.05)
+    x, y = tiny_data()
+    fit(model, (x, y), epochs=3, batch_size=16, callbacks=standard_callbacks(monitor="loss", reduce_lr_patience=0))
+    assert "restored" not in capsys.readouterr().out
 
 
 def test_device_name_on_this_machine():
