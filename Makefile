@@ -2,16 +2,30 @@
 #   make series   run every notebook in order (full mode), saving outputs, figures, results
 #   make test     unit tests, then every notebook executed by nbval in quick mode
 # Local copies of the data and weights: see "Offline use" in README.md.
+# Python 3.11, 3.12 or 3.13; another interpreter with e.g. `make PYTHON=python3.12 test`.
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
+SUPPORTED := 3.11 3.12 3.13
 
-.PHONY: series test lint clean
+.PHONY: series test lint clean check-python
 
-$(STAMP): requirements.txt pyproject.toml
+# TensorFlow 2.21 has no wheels for 3.14, and the pinned NumPy, pandas, matplotlib,
+# Keras and ipykernel need 3.11: stop before pip's resolver errors, and say what to do.
+check-python:
+	@version=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null); \
+	case " $(SUPPORTED) " in \
+		*" $$version "*) ;; \
+		*) echo "This project needs Python 3.11, 3.12 or 3.13 (TensorFlow 2.21 and the pinned" \
+		        "packages); '$(PYTHON)' is $${version:-not a Python interpreter found on PATH}." \
+		        "Name a supported one, e.g. 'make PYTHON=python3.12 $(or $(MAKECMDGOALS),test)'." >&2; \
+		   exit 1;; \
+	esac
+
+$(STAMP): requirements.txt pyproject.toml | check-python
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt -e .

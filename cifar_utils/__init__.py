@@ -2,19 +2,22 @@
 
 The notebooks tell the story; this package holds the code they share:
 
-* `data`          loading CIFAR-10 (download or local copy), splits, `tf.data` pipelines
-* `preprocessing` input normalisations and augmentation layers
+* `data`          loading CIFAR-10 (download or local copy) and the splits every notebook uses
+* `reader`        the safe reader of local copies, with md5-checked provenance
+* `preprocessing` augmentation layers and `tf.data` pipelines
 * `models`        the CNNs, the MobileNetV2 backbone, heads, unfreezing
 * `features`      frozen-backbone features, extracted once and cached on disk
-* `training`      seeding, compiling, callbacks, a quiet timed `fit`
-* `metrics`       accuracy, confusion matrix, per-class table
-* `plots`         every figure of the series, and `save_figure`
-* `results`       one JSON file per trained model, loaded back as a DataFrame
+* `training`      seeding, compiling, schedules, callbacks, a quiet timed `fit`, quick mode
+* `metrics`       evaluation, test-time mirroring, accuracy tables
+* `plots`         every figure of the series
+* `results`       the `Recorder` that saves runs, figures and heads; results tables
+* `files`         where notebooks write, and atomic writes
 
-Everything listed in `__all__` is available as `cifar_utils.<name>`. Submodules are
-imported on first use, so `import cifar_utils` is instant and touches no files: no
-TensorFlow start-up, no data, no download until a function needs them.
-Notebooks call `start_tensorflow()` once, in their setup cell.
+Everything in `__all__` (what the notebooks and their exercises use) is available as
+`cifar_utils.<name>`; the rest stays in its module, named in the module's docstring
+as advanced. Submodules are imported on first use, so `import cifar_utils` is instant
+and touches no files: no TensorFlow start-up, no data, no download until a function
+needs them. Notebooks call `start_tensorflow()` once, in their setup cell.
 """
 
 import contextlib
@@ -26,22 +29,20 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 _EXPORTS = {
-    "data": ["CLASS_NAMES", "DATA_DIR_ENV", "CifarDataError", "DataProvenance",
-             "ModifiedDataWarning", "UnsafePickleError", "load_cifar10", "load_splits",
-             "make_dataset", "stratified_subset", "train_val_split"],
-    "preprocessing": ["augmentation", "channel_stats", "mobilenet_preprocess", "scale_01",
-                      "standardizer"],
-    "models": ["WeightsNotFoundError", "build_classic_cnn", "build_improved_cnn",
-               "build_transfer_model", "count_params", "large_head", "mobilenet_v2_backbone",
-               "mobilenet_v2_weights", "simple_head", "unfreeze_top"],
+    "data": ["CLASS_NAMES", "load_cifar10", "load_splits", "stratified_subset"],
+    "reader": ["CifarDataError", "ModifiedDataWarning", "UnsafePickleError"],
+    "preprocessing": ["augmentation", "make_dataset", "make_pipelines"],
+    "models": ["DamagedWeightsError", "WeightsNotFoundError", "build_classic_cnn", "build_improved_cnn",
+               "build_large_head", "build_linear_head", "build_mobilenet_v2",
+               "build_transfer_model", "describe_model", "unfreeze_top"],
     "features": ["extract_features"],
-    "training": ["TrainingRun", "compile_classifier", "cosine_schedule", "device_name", "fit",
-                 "quick_mode", "set_seed", "standard_callbacks"],
-    "metrics": ["Evaluation", "accuracy", "classification_table", "confusion_matrix", "evaluate",
-                "predict_proba"],
+    "training": ["compile_classifier", "cosine_schedule", "fit", "quick_mode", "set_seed",
+                 "standard_callbacks", "validation_accuracy"],
+    "metrics": ["classification_table", "evaluate", "mirror_helps"],
     "plots": ["plot_class_examples", "plot_comparison", "plot_confident_mistakes",
-              "plot_confusion_matrix", "plot_history", "plot_predictions", "save_figure"],
-    "results": ["load_results", "save_results", "save_run"],
+              "plot_confusion_matrix", "plot_history", "plot_predictions"],
+    "results": ["Recorder", "results_table"],
+    "files": ["OutputFolderError"],
 }
 _HOME = {name: module for module, names in _EXPORTS.items() for name in names}
 

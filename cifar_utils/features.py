@@ -1,5 +1,8 @@
 """Extract frozen-backbone features once and cache them on disk.
 
+`extract_features` does it for the three splits of a notebook (and their mirror images);
+`features_of` (advanced) for one array of images.
+
 When the backbone is frozen, its output for a given image never changes, yet a plain
 `model.fit` recomputes it every epoch: on a laptop CPU that is most of an hour per
 epoch at 160x160. Running the backbone once and training the head on the stored
@@ -13,24 +16,14 @@ were mirrored. Change any of them and the features are extracted afresh.
 from __future__ import annotations
 
 import hashlib
-import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from .results import write_atomic
-
-CACHE_ENV = "CIFAR_UTILS_CACHE"
-"""Environment variable overriding where cached features are stored."""
-
-
-def default_cache_dir() -> Path:
-    """`$CIFAR_UTILS_CACHE`, else `$XDG_CACHE_HOME/cifar_utils`, else `~/.cache/cifar_utils`."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "cifar_utils"
+from .files import default_cache_dir, write_atomic
 
 
 def fingerprint(*arrays) -> str:
@@ -43,61 +36,132 @@ def fingerprint(*arrays) -> str:
     return digest.hexdigest()[:16]
 
 
-_PROBE = np.arange(16 * 16 * 3, dtype=np.uint32).reshape(1, 16, 16, 3) % 256
+_PROBE = (np.arange(16 * 16 * 3).reshape(1, 16, 16, 3) % 256).astype(np.float32)
 
 
 def _behaviour(preprocess) -> str:
     """Fingerprint of what `preprocess` does to a fixed probe image.
 
-    Names are not enough: two `standardizer(...)` closures share a name but not their
-    statistics, and every lambda is called "<lambda>".
+    Names are not enough: two `Normalization` layers adapted to different images share
+    a name but not their statistics, and every lambda is called "<lambda>". The probe
+    is copied because `preprocess_input` changes float arrays in place.
     """
-    return fingerprint(np.asarray(preprocess(_PROBE.astype(np.uint8)), dtype=np.float32))
+    return fingerprint(np.asarray(preprocess(_PROBE.copy()), dtype=np.float32))
 
 
-def extract_features(extractor, x, *, image_size, preprocess, flip=False, batch_size=128,
-                     cache_dir=None, verbose=True):
+def features_of(extractor, x, *, image_size, preprocess, mirrored=False, batch_size=128,
+                cache_dir=None, verbose=True):
     """Features of images `x` (uint8, N x 32 x 32 x 3) from a frozen `extractor`, cached.
 
     Args:
         extractor: a model mapping preprocessed images to feature vectors, e.g.
-            `models.mobilenet_v2_backbone(image_size)`.
+            `models.build_mobilenet_v2(image_size)`.
         x: the images.
         image_size: size the images are resized to before the extractor.
-        preprocess: the normalisation the extractor expects, e.g. `mobilenet_preprocess`.
-        flip: extract the features of the left-right mirrored images instead, a cheap
-            stand-in for augmentation when training on cached features.
+        preprocess: the normalisation the extractor expects, e.g.
+            `keras.applications.mobilenet_v2.preprocess_input`.
+        mirrored: extract the features of the left-right mirrored images instead, a
+            cheap stand-in for augmentation when training on cached features, and the
+            second view for test-time mirroring.
         batch_size: images per forward pass (memory vs speed).
         cache_dir: where the `.npy` files go (default: `default_cache_dir()`).
         verbose: print one line saying whether the features were loaded or computed.
 
     Returns a float32 array of shape (N, num_features), in the order of `x`.
     """
-    from .data import make_dataset
+    start = time.perf_counter()
+    features, computed, name = _cached_features(extractor, x, image_size, preprocess, mirrored,
+                                                batch_size, cache_dir)
+    seconds = time.perf_counter() - start
+    what = f"{len(x):,} {'mirrored ' if mirrored else ''}images at {image_size}x{image_size}"
+    if verbose and computed:
+        print(f"Extracted features of {what} in {seconds:.0f} s "
+              f"({len(x) / seconds:.0f} images/s); cached as {name}.")
+    elif verbose:
+        print(f"Loaded cached features of {what} ({name}).")
+    return features
+
+
+def _cached_features(extractor, x, image_size, preprocess, mirrored, batch_size, cache_dir):
+    """(features, whether they were computed now, cache file name)."""
+    from .preprocessing import make_dataset
 
     key = "|".join([
         extractor.name, fingerprint(*extractor.get_weights()), str(image_size),
-        _behaviour(preprocess), fingerprint(x), str(flip),
+        _behaviour(preprocess), fingerprint(x), str(mirrored),
     ])
-    name = f"{extractor.name}-{image_size}px-{'flip-' if flip else ''}" \
+    name = f"{extractor.name}-{image_size}px-{'mirrored-' if mirrored else ''}" \
            f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy"
     cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     path = cache / name
-    what = f"{len(x):,} {'mirrored ' if flip else ''}images at {image_size}x{image_size}"
     if path.is_file():
-        if verbose:
-            print(f"Loaded cached features of {what} ({name}).")
-        return np.load(path)
-    images = x[:, :, ::-1] if flip else x
-    start = time.perf_counter()
-    dataset = make_dataset(images, batch_size=batch_size, image_size=image_size,
-                           preprocess=preprocess)
+        return np.load(path), False, name
+    dataset = make_dataset(x, batch_size=batch_size, image_size=image_size,
+                           preprocess=preprocess, mirrored=mirrored)
     features = extractor.predict(dataset, verbose=0).astype(np.float32)
-    seconds = time.perf_counter() - start
     cache.mkdir(parents=True, exist_ok=True)
     write_atomic(path, lambda f: np.save(f, features))
-    if verbose:
-        print(f"Extracted features of {what} in {seconds:.0f} s "
-              f"({len(x) / seconds:.0f} images/s); cached as {name}.")
-    return features
+    return features, True, name
 
+
+class FeatureSplit(NamedTuple):
+    """Features of one split's images and their labels, in the same order."""
+
+    features: np.ndarray
+    labels: np.ndarray
+
+
+@dataclass(frozen=True)
+class SplitFeatures:
+    """Cached features of the train, validation and test splits, as `FeatureSplit`s.
+
+    With `mirrored=True` extraction, `train_mirrored` etc. hold the features of the
+    left-right mirrored images; otherwise they are None. `seconds` is the time the
+    extraction took (close to 0 when everything came from the cache).
+    """
+
+    train: FeatureSplit
+    val: FeatureSplit
+    test: FeatureSplit
+    train_mirrored: FeatureSplit | None
+    val_mirrored: FeatureSplit | None
+    test_mirrored: FeatureSplit | None
+    seconds: float
+
+    def train_and_mirrored(self) -> FeatureSplit:
+        """The training features followed by those of the mirrored images: twice the data."""
+        if self.train_mirrored is None:
+            raise ValueError("no mirrored features: extract them with mirrored=True")
+        return FeatureSplit(np.concatenate([self.train.features, self.train_mirrored.features]),
+                            np.concatenate([self.train.labels, self.train_mirrored.labels]))
+
+
+def extract_features(extractor, data, *, image_size, preprocess, mirrored=False,
+                     cache_dir=None) -> SplitFeatures:
+    """Features of every split of `data` (from `load_splits`) from a frozen `extractor`.
+
+    Each array is computed once and cached on disk (see `features_of`); a rerun loads
+    it in a moment. With `mirrored=True` the mirror images of every split are
+    extracted too. Prints one line: what was extracted or loaded, and how fast.
+    """
+    start = time.perf_counter()
+    views = (False, True) if mirrored else (False,)
+    parts, computed = {}, 0
+    for view in views:
+        for split in ("train", "val", "test"):
+            images, labels = getattr(data, split)
+            values, now, _ = _cached_features(extractor, images, image_size, preprocess, view,
+                                              128, cache_dir)
+            computed += len(images) if now else 0
+            parts[f"{split}_mirrored" if view else split] = FeatureSplit(values, labels)
+    seconds = time.perf_counter() - start
+    what = f"{extractor.name} features at {image_size}x{image_size} of the train, validation " \
+           f"and test images{' and their mirror images' if mirrored else ''}"
+    if computed:
+        print(f"Extracted {what} in {seconds:.0f} s ({computed / seconds:.0f} images/s); "
+              "cached for the next run.")
+    else:
+        print(f"Loaded {what} from the cache.")
+    return SplitFeatures(**{key: parts.get(key) for key in
+                            ("train", "val", "test", "train_mirrored", "val_mirrored",
+                             "test_mirrored")}, seconds=seconds)

@@ -1,7 +1,11 @@
 """Evaluation numbers: predictions, accuracy, confusion matrix, per-class table.
 
 Plain NumPy and pandas, so every number can be recomputed from a saved predictions
-file without TensorFlow.
+file without TensorFlow. `evaluate` makes the one prediction pass a model needs;
+`mirror_helps` decides on the validation split whether test-time mirroring is used.
+
+Advanced: `predict_proba`, `accuracy` and `confusion_matrix` are the pieces the others
+are made of.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ def evaluate(model, data, y_true, *, mirrored=None) -> Evaluation:
     """Predict `data` (array or dataset, in the order of `y_true`) and score the predictions.
 
     `mirrored`, when given, holds the same images flipped left to right (or their
-    features). The probabilities of the two views are averaged: test-time augmentation,
+    features), e.g. `make_dataset(..., mirrored=True)`. The probabilities of the two views are averaged: test-time augmentation,
     which helps a model trained with random flips, since it has learned that a mirrored
     image shows the same class. It costs one more prediction pass and no training.
 
@@ -58,6 +62,20 @@ def evaluate(model, data, y_true, *, mirrored=None) -> Evaluation:
                       accuracy=accuracy(y_true, predictions), loss=float(-np.log(picked).mean()))
 
 
+def mirror_helps(model, data, mirrored, y_true) -> bool:
+    """Whether averaging with the mirrored images raises validation accuracy; prints both.
+
+    Pass the **validation** inputs: the decision is a setting, and settings are never
+    chosen on the test set. Returns True when the average is strictly better.
+    """
+    single = evaluate(model, data, y_true).accuracy
+    both = evaluate(model, data, y_true, mirrored=mirrored).accuracy
+    helps = both > single
+    print(f"Validation accuracy: {single:.2%} from the images alone, {both:.2%} averaged "
+          f"with their mirror images, so test-time mirroring is {'on' if helps else 'off'}.")
+    return helps
+
+
 def accuracy(y_true, y_pred) -> float:
     """Fraction of predictions equal to the labels."""
     y_true, y_pred = _check_labels(y_true, y_pred)
@@ -73,7 +91,7 @@ def confusion_matrix(y_true, y_pred, num_classes=len(CLASS_NAMES)) -> np.ndarray
 
 
 def classification_table(y_true, y_pred, class_names=CLASS_NAMES) -> pd.DataFrame:
-    """Precision, recall, F1 and support per class, plus their unweighted mean.
+    """Precision, recall and F1 per class in percent, the number of images, and their mean.
 
     Recall of a class: how many of its images were found. Precision: how many of the
     images predicted as that class really belong to it. F1 is their harmonic mean.
@@ -86,10 +104,12 @@ def classification_table(y_true, y_pred, class_names=CLASS_NAMES) -> pd.DataFram
         recall = np.where(support > 0, hits / support, 0.0)
         f1 = np.where(precision + recall > 0,
                       2 * precision * recall / (precision + recall), 0.0)
-    table = pd.DataFrame({"precision": precision, "recall": recall, "f1": f1,
-                          "support": support}, index=pd.Index(class_names, name="class"))
-    table.loc["macro avg"] = [precision.mean(), recall.mean(), f1.mean(), support.sum()]
-    return table.astype({"support": int}).round(3)
+    table = pd.DataFrame({"precision %": 100 * precision, "recall %": 100 * recall,
+                          "F1 %": 100 * f1, "images": support},
+                         index=pd.Index(class_names, name="class"))
+    table.loc["mean (all classes)"] = [100 * precision.mean(), 100 * recall.mean(),
+                                       100 * f1.mean(), support.sum()]
+    return table.astype({"images": int}).round(1)
 
 
 def _check_labels(y_true, y_pred):

@@ -1,8 +1,12 @@
 """Model builders: CNNs trained from scratch, the MobileNetV2 backbone, heads, unfreezing.
 
-Every builder returns an uncompiled `keras.Model` that takes preprocessed images (see
-`cifar_utils.preprocessing`) and outputs class probabilities, so any of them can be
-trained with `cifar_utils.training.compile_classifier` and `fit`.
+Every `build_*` function returns an uncompiled `keras.Model`; the CNNs and the transfer
+model take preprocessed images (see `cifar_utils.preprocessing`), the heads take
+pooled backbone features, and all of them output class probabilities, so any of them
+can be trained with `cifar_utils.training.compile_classifier` and `fit`.
+
+Advanced: `mobilenet_v2_weights` (where the ImageNet weights are found) and
+`count_params` (used by the results files).
 """
 
 from __future__ import annotations
@@ -26,6 +30,13 @@ WEIGHTS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/mob
 
 class WeightsNotFoundError(FileNotFoundError):
     """The MobileNetV2 ImageNet weights are neither cached nor downloadable."""
+
+
+class DamagedWeightsError(ValueError):
+    """The cached MobileNetV2 weights file exists but cannot be read (truncated or not HDF5)."""
+
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 # --------------------------------------------------------------------------- from scratch
@@ -117,7 +128,7 @@ def mobilenet_v2_weights(cache_dir=None, download=True) -> Path:
     return Path(path)
 
 
-def mobilenet_v2_backbone(image_size=160, weights="imagenet", cache_dir=None):
+def build_mobilenet_v2(image_size=160, weights="imagenet", cache_dir=None):
     """MobileNetV2 without its classifier, ending in global average pooling (1280 features).
 
     Args:
@@ -129,31 +140,45 @@ def mobilenet_v2_backbone(image_size=160, weights="imagenet", cache_dir=None):
         cache_dir: overrides `$KERAS_HOME` when looking for the weights.
 
     The backbone comes frozen (`trainable=False`); see `unfreeze_top` for fine-tuning.
-    It expects inputs in [-1, 1] (`preprocessing.mobilenet_preprocess`).
+    It expects inputs in [-1, 1] (`keras.applications.mobilenet_v2.preprocess_input`).
     """
-    if weights == "imagenet":
-        weights = str(mobilenet_v2_weights(cache_dir))
-    backbone = keras.applications.MobileNetV2(
-        input_shape=(image_size, image_size, 3), include_top=False, weights=weights,
-        pooling="avg",
-    )
+    path = mobilenet_v2_weights(cache_dir) if weights == "imagenet" else None
+    if path is not None and path.read_bytes()[:8] != _HDF5_SIGNATURE:
+        raise _damaged(path, "it is not an HDF5 file")
+    try:
+        backbone = keras.applications.MobileNetV2(
+            input_shape=(image_size, image_size, 3), include_top=False,
+            weights=str(path) if path else weights, pooling="avg")
+    except (OSError, ValueError, KeyError) as err:
+        if path is None:
+            raise
+        raise _damaged(path, f"reading it failed: {type(err).__name__}: {err}") from None
     backbone.trainable = False
     return backbone
 
 
-def simple_head(num_features=1280, num_classes=NUM_CLASSES, dropout=0.0):
+def _damaged(path, problem) -> DamagedWeightsError:
+    return DamagedWeightsError(
+        f"the MobileNetV2 weights file {path} is damaged: {problem}. It is "
+        f"{path.stat().st_size:,} bytes; a complete file is about 9.4 MB. Delete it to "
+        f"download it again, or copy it again from a good copy ({WEIGHTS_FILE}, in "
+        "$KERAS_HOME/models/)."
+    )
+
+
+def build_linear_head(num_features=1280, num_classes=NUM_CLASSES, dropout=0.0):
     """A linear classifier on pooled features: (optional dropout) + softmax."""
     inputs = keras.Input((num_features,))
     x = layers.Dropout(dropout)(inputs) if dropout else inputs
     outputs = layers.Dense(num_classes, activation="softmax")(x)
-    return keras.Model(inputs, outputs, name="simple_head")
+    return keras.Model(inputs, outputs, name="linear_head")
 
 
-def large_head(num_features=1280, num_classes=NUM_CLASSES, units=256, dropout=0.5,
+def build_large_head(num_features=1280, num_classes=NUM_CLASSES, units=256, dropout=0.5,
                l2=1e-4, batchnorm=True):
     """A one-hidden-layer classifier: Dense (L2) -> BatchNorm -> ReLU -> Dropout -> softmax.
 
-    More capacity than `simple_head` to recombine frozen features, with BatchNorm,
+    More capacity than `build_linear_head` to recombine frozen features, with BatchNorm,
     dropout and L2 weight decay to keep that capacity from overfitting. `batchnorm=False`
     and `l2=0` give the plain Dense + Dropout head of many tutorials.
     """
@@ -199,7 +224,7 @@ def unfreeze_top(backbone, n, unit="layers"):
     """Make the top `n` layers (or blocks) of `backbone` trainable; BatchNorm stays frozen.
 
     Args:
-        backbone: the model returned by `mobilenet_v2_backbone` (any functional model
+        backbone: the model returned by `build_mobilenet_v2` (any functional model
             works with `unit="layers"`).
         n: how many layers or blocks to unfreeze, counted from the output. `n=0`
             freezes everything; a large `n` unfreezes the whole network.
@@ -237,3 +262,22 @@ def count_params(model) -> dict:
     trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
     total = int(model.count_params())
     return {"trainable": trainable, "non_trainable": total - trainable, "total": total}
+
+
+def describe_model(model) -> str:
+    """One line instead of `model.summary()`'s table: name, layers, parameters, trainable.
+
+    Layers inside a nested model (the MobileNetV2 backbone of a transfer model) count too.
+    """
+    params = count_params(model)
+    layers_ = sum(1 for layer in _all_layers(model)
+                  if not isinstance(layer, (keras.layers.InputLayer, keras.Model)))
+    return (f"{model.name}: {layers_} layers, {params['total']:,} parameters, "
+            f"{params['trainable']:,} of them trained")
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)

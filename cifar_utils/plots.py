@@ -1,7 +1,8 @@
 """Figures for the notebooks: examples, training curves, confusion matrices, predictions.
 
 Every function returns a matplotlib `Figure` (shown inline in Jupyter) sized to be
-readable on GitHub, and `save_figure` writes it into `figures/` for the README.
+readable on GitHub. Notebooks save them with `Recorder.save_figure`, which calls
+`save_figure` with the notebook's number in the file name.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def _image_grid(images, titles, colors=None, columns=8, title=None):
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < len(images):
-            ax.imshow(images[i])
+            ax.imshow(images[i], interpolation="nearest")
             ax.set_title(titles[i], fontsize=8, color=(colors[i] if colors else "black"))
     if title:
         fig.suptitle(title)
@@ -39,43 +40,71 @@ def _image_grid(images, titles, colors=None, columns=8, title=None):
 
 
 def plot_class_examples(x, y, class_names=CLASS_NAMES, per_class=8, seed=0):
-    """A grid with one row per class and `per_class` random example images."""
+    """A grid with one labelled row per class and `per_class` random example images."""
+    plt = _pyplot()
     rng = np.random.default_rng(seed)
-    images, titles = [], []
-    for label, name in enumerate(class_names):
+    fig, axes = plt.subplots(len(class_names), per_class,
+                             figsize=(0.9 * per_class + 1.3, 0.9 * len(class_names)),
+                             squeeze=False)
+    for label, (name, row) in enumerate(zip(class_names, axes, strict=True)):
         picks = rng.choice(np.flatnonzero(y == label), size=per_class, replace=False)
-        images += list(x[picks])
-        titles += [name] + [""] * (per_class - 1)
-    return _image_grid(images, titles, columns=per_class)
+        for ax, image in zip(row, x[picks], strict=True):
+            ax.imshow(image, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+        row[0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=13)
+    fig.subplots_adjust(left=0.16, right=0.99, top=0.99, bottom=0.01, wspace=0.05, hspace=0.05)
+    return fig
 
 
 def plot_history(runs, title=None):
-    """Loss and accuracy per epoch, training (dashed) and validation (solid).
+    """Loss, accuracy and learning rate per epoch, training (dashed) and validation (solid).
+
+    The x axis counts epochs trained: epoch k's metrics stand at k, and the learning
+    rate is drawn along the way (0 is the start of training).
 
     `runs` is one history (a dict of metric lists, a `keras.callbacks.History` or a
-    `training.TrainingRun`) or a dict `{label: history}` to compare several runs.
+    `training.TrainingRun`) or a dict `{label: history}` to compare several runs. The
+    learning-rate panel needs `TrainingRun`s (they record it); it shows a warm-up, a
+    decay or a reduce-on-plateau step at a glance.
     """
+    from matplotlib.ticker import MaxNLocator, PercentFormatter
+
     plt = _pyplot()
     if _as_metrics(runs) is not None:
         runs = {"": runs}
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    with_lr = any(getattr(run, "learning_rates", None) for run in runs.values())
+    fig, axes = plt.subplots(1, 3 if with_lr else 2, figsize=(15 if with_lr else 11, 3.8))
     colors = itertools.cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"])
+    longest = 1
     for (label, run), color in zip(runs.items(), colors, strict=False):
         metrics = _as_metrics(run)
         if metrics is None:
             raise TypeError(f"cannot read training history {label!r} of type {type(run).__name__}")
-        for ax, name in zip(axes, ("loss", "accuracy"), strict=True):
-            epochs = np.arange(1, len(metrics[name]) + 1)
-            ax.plot(epochs, metrics[name], "--", color=color, alpha=0.7,
+        for ax, name in zip(axes, ("loss", "accuracy"), strict=False):
+            epochs = np.arange(1, len(metrics[name]) + 1)  # measured at the end of each epoch
+            ax.plot(epochs, metrics[name], "--", marker=".", color=color, alpha=0.7,
                     label=f"{label} train".strip())
             if f"val_{name}" in metrics:
-                ax.plot(epochs, metrics[f"val_{name}"], "-", color=color,
-                        label=f"{label} validation".strip())
-    for ax, name in zip(axes, ("loss", "accuracy"), strict=True):
-        ax.set_xlabel("epoch")
+                ax.plot(epochs, metrics[f"val_{name}"], "-", marker="o", markersize=4,
+                        color=color, label=f"{label} validation".strip())
+            longest = max(longest, len(epochs))
+        if with_lr and getattr(run, "learning_rates", None):
+            position, rate = np.array(run.learning_rates).T
+            axes[2].plot(position, rate, "-", color=color, label=label or None)
+    for ax, name in zip(axes, ("loss", "accuracy", "learning rate"), strict=False):
+        ax.set_xlabel("epochs trained")
         ax.set_ylabel(name)
+        ax.set_xlim(0 if name == "learning rate" else 0.7, longest + 0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    axes[1].yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    if with_lr:
+        axes[2].ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -141,17 +170,30 @@ def plot_confident_mistakes(x, y_true, probabilities, class_names=CLASS_NAMES, n
 
 
 def plot_comparison(results, metric="test_accuracy", label="model"):
-    """Horizontal bar chart of `metric` for each row of a results DataFrame."""
+    """Horizontal bar chart of one column of a results DataFrame, one bar per model.
+
+    `metric="test_accuracy"` reads in percent; `metric="train_seconds"` is drawn in
+    minutes, and the chart says what the time includes.
+    """
     from matplotlib.ticker import PercentFormatter
 
     plt = _pyplot()
     ordered = results.sort_values(metric)
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(ordered) + 1.2))
-    bars = ax.barh(ordered[label].astype(str), ordered[metric], color="tab:blue")
-    ax.bar_label(bars, labels=[f"{v:.1%}" if metric.endswith("accuracy") else f"{v:,.3g}"
-                               for v in ordered[metric]], padding=3, fontsize=9)
-    ax.set_xlabel(metric.replace("_", " "))
-    ax.set_xlim(0, ordered[metric].max() * 1.15)
+    values = ordered[metric].astype(float)
+    if metric == "train_seconds":
+        values = values / 60
+        labels, xlabel = [f"{v:,.1f} min" for v in values], \
+            "training time on this machine (minutes; includes feature extraction and " \
+            "the frozen stage a model starts from)"
+    elif metric.endswith("accuracy"):
+        labels, xlabel = [f"{v:.1%}" for v in values], metric.replace("_", " ")
+    else:
+        labels, xlabel = [f"{v:,.4g}" for v in values], metric.replace("_", " ")
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(ordered) + 1.3))
+    bars = ax.barh(ordered[label].astype(str), values, color="tab:blue")
+    ax.bar_label(bars, labels=labels, padding=3, fontsize=9)
+    ax.set_xlabel(xlabel)
+    ax.set_xlim(0, values.max() * 1.18)
     if metric.endswith("accuracy"):
         ax.xaxis.set_major_formatter(PercentFormatter(1.0))
     ax.grid(axis="x", alpha=0.3)

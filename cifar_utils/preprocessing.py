@@ -1,58 +1,27 @@
-"""Input normalisation and data augmentation.
+"""From uint8 images to model inputs: augmentation and `tf.data` pipelines.
 
-Each normalisation takes images with pixel values in [0, 255] (uint8 or float) and
-works on NumPy arrays and TensorFlow tensors alike, so the same function serves a
-`tf.data` pipeline (`make_dataset(..., preprocess=...)`) and a quick look in NumPy.
+`make_pipelines` builds every pipeline a model needs from the splits of `load_splits`;
+`make_dataset` one pipeline over arrays.
+
+The normalisations themselves are Keras' own, passed in as `preprocess=`:
+
+* `keras.layers.Rescaling(1 / 255)` scales pixels to [0, 1];
+* `keras.layers.Normalization()`, after `.adapt(training_images)`, standardises each
+  channel to zero mean and unit variance;
+* `keras.applications.mobilenet_v2.preprocess_input` maps pixels to [-1, 1], the range
+  MobileNetV2 was trained on. It changes float NumPy arrays in place; `make_dataset`
+  only ever hands it tensors.
+
 Which one to use depends on the model: a network trained from scratch is happy with
 [0, 1] or standardised inputs, while a pretrained network must see exactly the
-normalisation it was trained with (MobileNetV2: [-1, 1]).
+normalisation it was trained with.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
-
-
-def scale_01(images):
-    """Scale pixel values from [0, 255] to [0, 1] (float32)."""
-    import tensorflow as tf
-
-    return tf.cast(images, tf.float32) / 255.0
-
-
-def channel_stats(x_train):
-    """Per-channel mean and standard deviation of training images, in [0, 1] units.
-
-    Compute them on the training split only: statistics of validation or test data
-    would leak information about them into the model.
-    """
-    x = np.asarray(x_train, dtype=np.float64) / 255.0
-    mean, std = x.mean(axis=(0, 1, 2)), x.std(axis=(0, 1, 2))
-    return mean.astype(np.float32), std.astype(np.float32)
-
-
-def standardizer(mean, std):
-    """A preprocess function mapping [0, 255] pixels to zero mean, unit variance per channel.
-
-    Use with the statistics of `channel_stats(x_train)`:
-    `make_dataset(..., preprocess=standardizer(*channel_stats(x_train)))`.
-    """
-    mean = np.asarray(mean, dtype=np.float32)
-    std = np.asarray(std, dtype=np.float32)
-    if mean.shape != (3,) or std.shape != (3,) or np.any(std <= 0):
-        raise ValueError(f"expected 3 channel means and 3 positive stds, got {mean} and {std}")
-
-    def standardize(images):
-        return (scale_01(images) - mean) / std
-
-    return standardize
-
-
-def mobilenet_preprocess(images):
-    """Scale [0, 255] pixels to [-1, 1], the input range MobileNetV2 was trained on."""
-    import tensorflow as tf
-
-    return tf.cast(images, tf.float32) / 127.5 - 1.0
 
 
 def augmentation(flip=True, translate=0.1, rotate=0.0, zoom=0.0, seed=None):
@@ -85,3 +54,72 @@ def augmentation(flip=True, translate=0.1, rotate=0.0, zoom=0.0, seed=None):
         raise ValueError("augmentation() with every transformation off does nothing; "
                          "pass augment=None to make_dataset instead.")
     return keras.Sequential(layers, name="augmentation")
+
+
+def make_dataset(x, y=None, *, batch_size=64, image_size=None, preprocess=None,
+                 augment=None, mirrored=False, shuffle=False, seed=None):
+    """A batched `tf.data.Dataset` of `(images, labels)` (or images alone if `y` is None).
+
+    The uint8 arrays stay in memory at 32x32; each batch is, in order, augmented
+    (`augment`, a Keras layer or model, applied at 32x32 where it is cheap), resized to
+    `image_size` (bilinear), passed through `preprocess` (see the module docstring) and
+    prefetched. Upsampling on the fly is what makes 160x160 inputs possible at all:
+    50,000 images at 160x160 would be 15 GB as float32.
+
+    `mirrored=True` feeds every image flipped left to right instead: the second view
+    for test-time mirroring (`metrics.evaluate(..., mirrored=...)`).
+    """
+    import tensorflow as tf
+
+    if mirrored:
+        x = x[:, :, ::-1]  # axis 2 is the image width
+    data = (x,) if y is None else (x, np.asarray(y))
+    ds = tf.data.Dataset.from_tensor_slices(data)
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+
+    def transform(images, *labels):
+        images = tf.cast(images, tf.float32)
+        if augment is not None:
+            images = augment(images, training=True)
+        if image_size is not None and image_size != images.shape[1]:
+            images = tf.image.resize(images, (image_size, image_size))
+        if preprocess is not None:
+            images = preprocess(images)
+        return (images, *labels) if labels else images
+
+    ds = ds.map(transform, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+class Pipelines(NamedTuple):
+    """The `tf.data` pipelines of one model: training, validation, test, and mirror views."""
+
+    train: object
+    val: object
+    test: object
+    val_mirrored: object
+    test_mirrored: object
+
+
+def make_pipelines(data, *, batch_size, image_size=None, preprocess=None, augment=None,
+                   seed=None, eval_batch_size=256) -> Pipelines:
+    """Pipelines over the splits of `data` (from `load_splits`), all preprocessed alike.
+
+    `train` is shuffled (with `seed`) and augmented, in batches of `batch_size`; `val`
+    and `test` are plain and in order, in batches of `eval_batch_size`, and so are
+    `val_mirrored` and `test_mirrored`, the same images flipped left to right for
+    test-time mirroring. Pipelines are lazy: an unused one costs nothing.
+    """
+    common = dict(image_size=image_size, preprocess=preprocess)
+    return Pipelines(
+        train=make_dataset(*data.train, batch_size=batch_size, augment=augment, shuffle=True,
+                           seed=seed, **common),
+        val=make_dataset(*data.val, batch_size=eval_batch_size, **common),
+        test=make_dataset(*data.test, batch_size=eval_batch_size, **common),
+        val_mirrored=make_dataset(data.val.images, batch_size=eval_batch_size, mirrored=True,
+                                  **common),
+        test_mirrored=make_dataset(data.test.images, batch_size=eval_batch_size, mirrored=True,
+                                   **common),
+    )

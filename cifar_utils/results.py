@@ -1,25 +1,36 @@
-"""Saving each run's metrics to JSON and reading them back for comparison tables.
+"""What a notebook saves (results, figures, trained heads) and the tables read back from it.
 
 One run = one trained model. Its record (test accuracy and loss, parameter counts,
 training time, image size, data provenance, TensorFlow version, device) goes to
-`results/<run>.json`; its test-set predictions, when given, to
-`results/<run>_test_predictions.npy`, so anyone can recompute the accuracy.
-Files are written atomically: an interrupted notebook never leaves a half-written file.
+`results/<run>.json`; its test-set predictions to `results/<run>_test_predictions.npy`,
+so anyone can recompute the accuracy. Files are written atomically: an interrupted
+notebook never leaves a half-written file.
+
+Notebooks use a `Recorder`, set up once with the notebook's name, the data's
+provenance and the output folders: it saves each run from its training run and
+evaluation, saves figures under the notebook's number, and passes the frozen heads
+of notebook 02 on to notebook 03. `results_table` formats saved runs for reading.
+
+Advanced: `save_results` and `load_results` read and write single records.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .files import output_folders, write_atomic
+
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_NOTEBOOK_NAME = re.compile(r"^(\d\d)_[A-Za-z0-9_]+$")
+
+FROZEN_HEADS = {"classic": "classic_frozen_head.keras", "ours": "frozen_head.keras"}
+"""The heads notebook 02 trains on frozen features and notebook 03 fine-tunes from."""
 
 
 def save_results(run, directory="results", *, predictions=None, **fields) -> Path:
@@ -41,7 +52,7 @@ def save_results(run, directory="results", *, predictions=None, **fields) -> Pat
 
     if not _RUN_NAME.match(str(run)):
         raise ValueError(f"run name {run!r} must be letters, digits, '_', '-' or '.', "
-                         "e.g. '02_frozen_large_head'")
+                         "e.g. '02_frozen_mobilenetv2'")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     record = {"run": run, **fields, "tensorflow_version": tf.__version__,
@@ -62,49 +73,34 @@ def save_results(run, directory="results", *, predictions=None, **fields) -> Pat
     return path
 
 
-def save_run(run, directory, *, model_name, notebook, model, evaluation, train_seconds,
-             epochs, image_size, provenance, **extra) -> Path:
-    """Save one trained model's results with the fields every comparison table reads.
-
-    Args:
-        run: file name, e.g. "01_improved_cnn".
-        directory: the results folder.
-        model_name: the label shown in tables and charts, e.g. "Improved CNN".
-        notebook: the notebook that trained it.
-        model: the complete Keras model (parameter counts include a frozen backbone).
-        evaluation: `metrics.evaluate(...)` on the test split.
-        train_seconds: wall time spent training (and extracting features, if any).
-        epochs: epochs actually run.
-        image_size: input size the model sees.
-        provenance: the `DataProvenance` of the data used.
-        **extra: anything else worth keeping (learning rate, head, unfrozen layers...).
-    """
-    from .models import count_params
-
-    params = count_params(model)
-    return save_results(
-        run, directory, predictions=evaluation.predictions, model=model_name,
-        notebook=notebook, test_accuracy=evaluation.accuracy, test_loss=evaluation.loss,
-        test_images=len(evaluation.predictions), params_total=params["total"],
-        params_trainable=params["trainable"], train_seconds=round(float(train_seconds), 1),
-        epochs=int(epochs), image_size=int(image_size), data_provenance=provenance, **extra)
-
-
 def load_results(directory="results") -> pd.DataFrame:
-    """All saved runs in `directory` as a DataFrame, one row per run, sorted by run name."""
+    """All saved runs in `directory` as a DataFrame, one row per run, sorted by run name.
+
+    A file that is not a results record (not UTF-8, not JSON, not an object with a
+    `run` name) raises a `ValueError` naming it, instead of becoming a row of NaN.
+    """
     directory = Path(directory)
     paths = sorted(directory.glob("*.json"))
     if not paths:
         raise FileNotFoundError(f"no results (*.json) in {directory}: run the notebooks "
                                 "that train models first, or pass the right directory.")
-    records = []
-    for path in paths:
-        try:
-            records.append(json.loads(path.read_text()))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path.name} is not valid JSON ({err}); delete it or rerun the "
-                             "notebook that wrote it.") from None
-    return pd.DataFrame.from_records(records).sort_values("run", ignore_index=True)
+    return pd.DataFrame.from_records([_read_record(path) for path in paths]) \
+        .sort_values("run", ignore_index=True)
+
+
+def _read_record(path: Path) -> dict:
+    fix = "delete it or rerun the notebook that wrote it."
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"{path.name} is not a results file (not UTF-8 text); {fix}") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path.name} is not valid JSON ({err}); {fix}") from None
+    if not isinstance(record, dict) or not isinstance(record.get("run"), str):
+        found = "no 'run' name" if isinstance(record, dict) else f"a JSON {type(record).__name__}"
+        raise ValueError(f"{path.name} is not a results record: expected a JSON object with "
+                         f"a 'run' name, found {found}; {fix}")
+    return record
 
 
 def _json_default(value):
@@ -119,20 +115,137 @@ def _json_default(value):
     raise TypeError(f"cannot store {type(value).__name__} in a results file")
 
 
-def write_atomic(path: Path, write) -> None:
-    """Call `write(file)` on a temporary file beside `path`, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private; results are not
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+class Recorder:
+    """Saves what one notebook produces, into folders checked before any training starts.
+
+    Args:
+        notebook: the notebook's file name without `.ipynb`, e.g. "01_baseline_cnn";
+            its number prefixes every run and figure it saves.
+        provenance: the `DataProvenance` of the data, stored with every run.
+        output_dir: see `files.output_folders` (None: the repository's folders).
+        quick: quick mode, which writes under `build/quick/` by default.
+    """
+
+    def __init__(self, notebook, provenance, output_dir=None, *, quick=False):
+        match = _NOTEBOOK_NAME.match(str(notebook))
+        if not match:
+            raise ValueError(f"notebook {notebook!r} must be a notebook's file name without "
+                             "'.ipynb', e.g. '01_baseline_cnn'")
+        self.notebook, self.number = notebook, match.group(1)
+        self.provenance = provenance
+        self.folders = output_folders(output_dir, quick=quick).create()
+        if quick:
+            print("QUICK MODE: small subsets and few epochs, to check that everything runs; "
+                  "the numbers of trained models below are NOT the real results.")
+        print(f"Figures, results and trained heads are saved in {self.folders.shown}.")
+
+    def save_run(self, name, model_name, model, evaluation, training, *, image_size,
+                 extra_seconds=0.0, baseline=None, **extra) -> Path:
+        """Save one trained model as run `<number>_<name>`; print its test accuracy.
+
+        The record holds what every table reads. The printed line compares the model
+        with `baseline`, a run of this notebook saved before it, in points.
+
+        Args:
+            name: the run's name within the notebook, e.g. "improved_cnn".
+            model_name: its label in tables and charts, e.g. "Improved CNN".
+            model: the complete Keras model (parameter counts include a frozen backbone).
+            evaluation: `metrics.evaluate(...)` on the test split.
+            training: the `training.TrainingRun` that trained it (time and epochs).
+            image_size: the input size the model sees.
+            extra_seconds: time spent before `training` that the model needed (feature
+                extraction, an earlier training stage), added to its training time.
+            baseline: the name of the run to compare with, e.g. "classic_cnn".
+            **extra: anything else worth keeping (learning rate, head, test-time mirror...).
+        """
+        from .models import count_params
+
+        line = f"{model_name}: test accuracy {evaluation.accuracy:.1%}"
+        if baseline is not None:
+            reference = _read_record(self.folders.results / f"{self.number}_{baseline}.json")
+            gain = 100 * (evaluation.accuracy - reference["test_accuracy"])
+            line += f" ({gain:+.1f} points over the {reference['model']})"
+        print(line)
+        params = count_params(model)
+        return save_results(
+            f"{self.number}_{name}", self.folders.results, predictions=evaluation.predictions,
+            model=model_name, notebook=f"{self.notebook}.ipynb",
+            test_accuracy=evaluation.accuracy, test_loss=evaluation.loss,
+            test_images=len(evaluation.predictions), params_total=params["total"],
+            params_trainable=params["trainable"],
+            train_seconds=round(float(training.seconds + extra_seconds), 1),
+            epochs=int(training.epochs), image_size=int(image_size),
+            data_provenance=self.provenance, **extra)
+
+    def save_figure(self, fig, name) -> Path:
+        """Save `fig` as `figures/<number>_<name>.png`."""
+        from .plots import save_figure
+
+        return save_figure(fig, f"{self.number}_{name}", self.folders.figures)
+
+    def evaluation_report(self, test, evaluation, *, seed=0) -> pd.DataFrame:
+        """Notebook 01's views of a model's test predictions, in one call for later notebooks.
+
+        Draws and saves the confusion matrix, a grid of predictions and the most
+        confident mistakes (Jupyter shows every figure a cell draws), and returns the
+        per-class table. `test` is the test split, `evaluation` from `metrics.evaluate`.
+        """
+        from .metrics import classification_table
+        from .plots import plot_confident_mistakes, plot_confusion_matrix, plot_predictions
+
+        self.save_figure(plot_confusion_matrix(test.labels, evaluation.predictions),
+                         "confusion_matrix")
+        self.save_figure(plot_predictions(*test, evaluation.predictions, n=24, seed=seed),
+                         "predictions")
+        self.save_figure(plot_confident_mistakes(*test, evaluation.probabilities, n=16),
+                         "confident_mistakes")
+        return classification_table(test.labels, evaluation.predictions)
+
+    def results(self) -> pd.DataFrame:
+        """The saved runs of this notebook and the ones before it in the series.
+
+        Rows of later notebooks are left out: they may come from another run.
+        """
+        table = load_results(self.folders.results)
+        return table[table["run"].str[:2] <= self.number].reset_index(drop=True)
+
+    def save_frozen_head(self, head, which):
+        """Save a head trained on frozen features (`which`: "classic" or "ours") for notebook 03."""
+        head.save(self._head_path(which))
+
+    def load_frozen_head(self, which):
+        """The head `which` ("classic" or "ours") that notebook 02 saved."""
+        import keras
+
+        path = self._head_path(which)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path.name} is missing from {self.folders.models}: run "
+                                    "notebook 02 first, with the same OUTPUT_DIR and mode.")
+        return keras.saving.load_model(path)
+
+    def _head_path(self, which) -> Path:
+        if which not in FROZEN_HEADS:
+            raise ValueError(f"which must be one of {sorted(FROZEN_HEADS)}, got {which!r}")
+        return self.folders.models / FROZEN_HEADS[which]
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def results_table(results) -> pd.DataFrame:
+    """Saved runs (from `load_results` or `Recorder.results`) formatted for reading.
+
+    Accuracy in percent, parameters with thousands separators, training time in
+    minutes or seconds, image size as width x height. For display only: the numbers
+    become text.
+    """
+    from .training import format_duration
+
+    mirror = results.get("test_time_augmentation", pd.Series(index=results.index, dtype=object))
+    return pd.DataFrame({
+        "model": results["model"],
+        "notebook": results["notebook"].str[:2],
+        "test accuracy": results["test_accuracy"].map("{:.1%}".format),
+        "parameters": results["params_total"].map("{:,}".format),
+        "trained": results["params_trainable"].map("{:,}".format),
+        "training time": results["train_seconds"].map(format_duration),
+        "image size": results["image_size"].map(lambda size: f"{size}×{size}"),
+        "test-time mirror": mirror.map(lambda value: "yes" if value == "mirror" else "no"),
+    }).set_index("model")

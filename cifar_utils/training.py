@@ -2,7 +2,10 @@
 
 Keras' default progress bars print hundreds of lines into a notebook and bury the
 numbers that matter. `fit` here trains silently and prints one line per epoch with
-the metrics, learning rate and time, and returns the history together with timings.
+the metrics, learning rate and time, and returns the history together with timings
+and the learning rate along the way (for `plots.plot_history`).
+
+Advanced: `device_name` (recorded with every result) and `format_duration`.
 """
 
 from __future__ import annotations
@@ -98,36 +101,56 @@ _SHORT_NAMES = {"accuracy": "acc", "val_accuracy": "val_acc"}
 
 
 class EpochLogger(keras.callbacks.Callback):
-    """Prints one compact line per epoch and records each epoch's duration in seconds."""
+    """Prints one compact line per epoch; records epoch durations and the learning rate.
+
+    The learning rate is sampled about ten times per epoch, as (epoch, rate) pairs with
+    fractional epochs, so that a warm-up within the first epoch shows in a plot.
+    """
+
+    SAMPLES_PER_EPOCH = 10
 
     def __init__(self, epochs=None):
         super().__init__()
         self.epochs = epochs
         self.epoch_seconds = []
+        self.learning_rates = []
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
+        self._epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        steps = (self.params or {}).get("steps") or 0
+        every = max(steps // self.SAMPLES_PER_EPOCH, 1)
+        if batch % every == 0:
+            position = self._epoch + (batch / steps if steps else 0.0)
+            self.learning_rates.append((position, float(self.model.optimizer.learning_rate)))
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self._start
         self.epoch_seconds.append(seconds)
+        self.learning_rates.append((epoch + 1.0, float(self.model.optimizer.learning_rate)))
         total = f"/{self.epochs}" if self.epochs else ""
         width = len(str(self.epochs or ""))
         parts = [f"epoch {epoch + 1:>{width}}{total}", f"{seconds:5.1f}s"]
         for name, value in (logs or {}).items():
             if name != "learning_rate":
-                parts.append(f"{_SHORT_NAMES.get(name, name)} {value:.4f}")
+                parts.append(f"{_SHORT_NAMES.get(name, name)} {_metric(name, value)}")
         parts.append(f"lr {float(self.model.optimizer.learning_rate):.1e}")
         print("  ".join(parts))
 
 
 @dataclass
 class TrainingRun:
-    """What `fit` returns: per-epoch metrics plus how long training took."""
+    """What `fit` returns: per-epoch metrics, how long training took, the learning rate.
+
+    `learning_rates` holds (epoch, rate) pairs; epoch 0.5 is the middle of the first epoch.
+    """
 
     history: dict
     seconds: float
     epoch_seconds: list = field(default_factory=list)
+    learning_rates: list = field(default_factory=list)
 
     @property
     def epochs(self) -> int:
@@ -148,6 +171,8 @@ def fit(model, train, validation=None, *, epochs, callbacks=(), **fit_kwargs) ->
     else:  # a tf.data pipeline shuffles itself (make_dataset(..., shuffle=True))
         fit_kwargs.setdefault("shuffle", False)
         fit_kwargs["x"] = train
+    if isinstance(validation, tuple):  # e.g. a FeatureSplit: Keras wants a plain (x, y)
+        validation = tuple(validation)
     start = time.perf_counter()
     history = model.fit(validation_data=validation, epochs=epochs,
                         callbacks=[*callbacks, logger], verbose=0, **fit_kwargs)
@@ -156,9 +181,25 @@ def fit(model, train, validation=None, *, epochs, callbacks=(), **fit_kwargs) ->
     for callback in callbacks:
         if isinstance(callback, keras.callbacks.EarlyStopping):
             _report_early_stopping(callback, epochs_run)
-    print(f"Training took {seconds:.0f} s ({epochs_run} epoch{'s' if epochs_run != 1 else ''}).")
+    print(f"Training took {format_duration(seconds)} "
+          f"({epochs_run} epoch{'s' if epochs_run != 1 else ''}).")
     return TrainingRun(history=history.history, seconds=seconds,
-                       epoch_seconds=logger.epoch_seconds)
+                       epoch_seconds=logger.epoch_seconds, learning_rates=logger.learning_rates)
+
+
+def validation_accuracy(head, features, *, epochs, learning_rate=1e-3, batch_size=256) -> float:
+    """Train `head` on cached `features` (from `extract_features`) silently; its validation accuracy.
+
+    For side-by-side comparisons of settings: Adam at `learning_rate`, early stopping
+    on validation accuracy (patience 3, best weights kept), no per-epoch lines.
+    """
+    from .metrics import evaluate
+
+    compile_classifier(head, learning_rate=learning_rate)
+    head.fit(*features.train, epochs=epochs, batch_size=batch_size, verbose=0,
+             validation_data=tuple(features.val),
+             callbacks=standard_callbacks(patience=3, reduce_lr_patience=0))
+    return evaluate(head, *features.val).accuracy
 
 
 def _report_early_stopping(callback, epochs_run):
@@ -172,7 +213,18 @@ def _report_early_stopping(callback, epochs_run):
         print(f"Early stopping after epoch {callback.stopped_epoch + 1}.")
     if callback.restore_best_weights and best is not None and best + 1 != epochs_run:
         print(f"Weights restored from epoch {best + 1}, the best "
-              f"({callback.monitor} {callback.best:.4f}).")
+              f"({callback.monitor} {_metric(callback.monitor, callback.best)}).")
+
+
+def _metric(name, value) -> str:
+    """Accuracies in percent, losses as numbers."""
+    return f"{value:.2%}" if name.endswith("accuracy") else f"{value:.4f}"
+
+
+def format_duration(seconds) -> str:
+    """'45 s' under two minutes, else '3.2 min': how times are shown in text and tables."""
+    seconds = float(seconds)
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def device_name() -> str:

@@ -10,7 +10,7 @@ import pytest
 matplotlib.use("Agg")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from cifar_utils.data import BATCH_FOLDER, TEST_FILE, TRAIN_FILES  # noqa: E402
+from cifar_utils.reader import BATCH_FOLDER, TEST_FILE, TRAIN_FILES  # noqa: E402
 
 PER_BATCH = 20  # images per synthetic batch file: 2 per class
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from cifar_utils import load_cifar10
-from cifar_utils.data import ModifiedDataWarning
+from cifar_utils.reader import ModifiedDataWarning
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 RECORDS = sorted(RESULTS.glob("*.json"))

@@ -4,8 +4,11 @@ import keras
 import numpy as np
 import pytest
 
-from cifar_utils.features import default_cache_dir, extract_features, fingerprint
-from cifar_utils.preprocessing import scale_01
+from cifar_utils.data import CifarSplits, Split
+from cifar_utils.features import extract_features, features_of, fingerprint
+from cifar_utils.files import default_cache_dir
+
+rescale = keras.layers.Rescaling(1 / 255)
 
 
 class CountingExtractor(keras.Model):
@@ -31,8 +34,8 @@ def extractor():
 
 
 def run(extractor, x, tmp_path, **kwargs):
-    args = dict(image_size=32, preprocess=scale_01, cache_dir=tmp_path, verbose=False)
-    return extract_features(extractor, x, **(args | kwargs))
+    args = dict(image_size=32, preprocess=rescale, cache_dir=tmp_path, verbose=False)
+    return features_of(extractor, x, **(args | kwargs))
 
 
 def test_features_are_computed_then_loaded_from_cache(extractor, images, tmp_path):
@@ -47,12 +50,12 @@ def test_features_are_computed_then_loaded_from_cache(extractor, images, tmp_pat
     assert len(list(tmp_path.glob("*.npy"))) == 1 and not list(tmp_path.glob("*.tmp"))
 
 
-def test_flipped_features_are_those_of_mirrored_images(images, tmp_path):
+def test_mirrored_features_are_those_of_mirrored_images(images, tmp_path):
     x, _ = images
     extractor = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten()], name="pixels")
-    flipped = run(extractor, x[:4], tmp_path, flip=True)
-    assert np.allclose(flipped, (x[:4, :, ::-1] / 255).reshape(4, -1), atol=1e-6)
-    assert len(list(tmp_path.glob("*flip*.npy"))) == 1
+    mirrored = run(extractor, x[:4], tmp_path, mirrored=True)
+    assert np.allclose(mirrored, (x[:4, :, ::-1] / 255).reshape(4, -1), atol=1e-6)
+    assert len(list(tmp_path.glob("*mirrored*.npy"))) == 1
 
 
 @pytest.mark.parametrize("change", ["image_size", "data", "weights", "preprocess"])
@@ -68,7 +71,7 @@ def test_any_change_of_the_key_recomputes(extractor, images, tmp_path, change):
         extractor.offset.assign([1.0, 1.0, 1.0])
         assert np.allclose(run(extractor, x, tmp_path), x.mean(axis=(1, 2)) / 255 + 1, atol=1e-5)
     else:
-        run(extractor, x, tmp_path, preprocess=lambda t: scale_01(t) * 2)
+        run(extractor, x, tmp_path, preprocess=lambda t: rescale(t) * 2)
     assert extractor.calls > calls
     assert len(list(tmp_path.glob("*.npy"))) == 2
 
@@ -99,11 +102,37 @@ def test_default_cache_dir_honours_environment(monkeypatch, tmp_path):
     assert default_cache_dir() == tmp_path / "cifar_utils"
 
 
-def test_preprocessing_functions_with_one_name_get_separate_caches(extractor, images, tmp_path):
-    from cifar_utils.preprocessing import standardizer
-
+def test_normalization_layers_with_other_statistics_get_separate_caches(extractor, images,
+                                                                         tmp_path):
     x, _ = images
-    first = run(extractor, x, tmp_path, preprocess=standardizer([0.5] * 3, [0.25] * 3))
-    second = run(extractor, x, tmp_path, preprocess=standardizer([0.4] * 3, [0.25] * 3))
-    assert np.allclose(second - first, 0.4, atol=1e-4)  # (x - 0.4)/0.25 - (x - 0.5)/0.25
+    first, second = keras.layers.Normalization(), keras.layers.Normalization()
+    first.adapt(x)
+    second.adapt(x.astype(np.float32) + 10)  # same name, same variance, mean 10 higher
+    one, two = run(extractor, x, tmp_path, preprocess=first), run(extractor, x, tmp_path,
+                                                                    preprocess=second)
+    assert not np.allclose(one, two)
     assert len(list(tmp_path.glob("*.npy"))) == 2
+
+
+def test_extract_features_covers_every_split_and_its_mirror(extractor, images, tmp_path, capsys):
+    x, y = images
+    data = CifarSplits(train=Split(x[:20], y[:20]), val=Split(x[20:30], y[20:30]),
+                       test=Split(x[30:], y[30:]), provenance=None)
+    first = extract_features(extractor, data, image_size=32, preprocess=rescale, mirrored=True,
+                             cache_dir=tmp_path)
+    assert first.train.features.shape == (20, 3) and np.array_equal(first.test.labels, y[30:])
+    assert np.allclose(first.val_mirrored.features, first.val.features, atol=1e-5)  # mean colour
+    both = first.train_and_mirrored()
+    assert len(both.features) == 40 and np.array_equal(both.labels, np.tile(y[:20], 2))
+    again = extract_features(extractor, data, image_size=32, preprocess=rescale, mirrored=True,
+                             cache_dir=tmp_path)
+    assert np.array_equal(again.test.features, first.test.features)
+    plain = extract_features(extractor, data, image_size=32, preprocess=rescale, cache_dir=tmp_path)
+    assert plain.train_mirrored is None
+    with pytest.raises(ValueError, match="mirrored=True"):
+        plain.train_and_mirrored()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("Extracted counting features at 32x32 of the train, validation "
+                               "and test images and their mirror images")
+    assert lines[1].startswith("Loaded counting features") and lines[2].startswith("Loaded")
+    assert len(list(tmp_path.glob("*.npy"))) == 6

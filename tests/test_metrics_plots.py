@@ -8,7 +8,14 @@ from matplotlib.figure import Figure
 
 from cifar_utils import plots
 from cifar_utils.data import CLASS_NAMES
-from cifar_utils.metrics import accuracy, classification_table, confusion_matrix, evaluate
+from cifar_utils.metrics import (
+    accuracy,
+    classification_table,
+    confusion_matrix,
+    evaluate,
+    mirror_helps,
+)
+from cifar_utils.training import TrainingRun
 
 Y_TRUE = np.array([0, 0, 0, 1, 1, 2])
 Y_PRED = np.array([0, 0, 1, 1, 2, 2])
@@ -22,18 +29,19 @@ def test_accuracy_and_confusion_matrix():
         accuracy(Y_TRUE, Y_PRED[:5])
 
 
-def test_classification_table_by_hand():
+def test_classification_table_by_hand_in_percent():
     table = classification_table(Y_TRUE, Y_PRED, NAMES)
-    assert list(table.index) == ["a", "b", "c", "macro avg"]
-    assert table.loc["a"].tolist() == [1.0, 0.667, 0.8, 3]
-    assert table.loc["b"].tolist() == [0.5, 0.5, 0.5, 2]
-    assert table.loc["c", "precision"] == 0.5 and table.loc["c", "recall"] == 1.0
-    assert table.loc["macro avg", "support"] == 6
+    assert list(table.index) == ["a", "b", "c", "mean (all classes)"]
+    assert list(table.columns) == ["precision %", "recall %", "F1 %", "images"]
+    assert table.loc["a"].tolist() == [100.0, 66.7, 80.0, 3]
+    assert table.loc["b"].tolist() == [50.0, 50.0, 50.0, 2]
+    assert table.loc["c", "precision %"] == 50.0 and table.loc["c", "recall %"] == 100.0
+    assert table.loc["mean (all classes)", "images"] == 6
 
 
 def test_class_with_no_predictions_gets_zero_precision():
     table = classification_table([0, 1], [0, 0], ("a", "b"))
-    assert table.loc["b", "precision"] == 0.0 and table.loc["b", "f1"] == 0.0
+    assert table.loc["b", "precision %"] == 0.0 and table.loc["b", "F1 %"] == 0.0
 
 
 @pytest.fixture
@@ -49,7 +57,8 @@ def test_every_plot_returns_a_figure(predictions):
     y_pred = probs.argmax(1)
     history = {"loss": [2.0, 1.5], "accuracy": [0.3, 0.5],
                "val_loss": [1.8, 1.6], "val_accuracy": [0.35, 0.45]}
-    results = pd.DataFrame({"model": ["m1", "m2"], "test_accuracy": [0.7, 0.8]})
+    results = pd.DataFrame({"model": ["m1", "m2"], "test_accuracy": [0.7, 0.8],
+                            "train_seconds": [90.0, 2628.0]})
     figures = [
         plots.plot_class_examples(x, y, per_class=2),
         plots.plot_history(history),
@@ -59,6 +68,7 @@ def test_every_plot_returns_a_figure(predictions):
         plots.plot_predictions(x, y, y_pred, n=8),
         plots.plot_confident_mistakes(x, y, probs, n=6),
         plots.plot_comparison(results),
+        plots.plot_comparison(results, metric="train_seconds"),
     ]
     assert all(isinstance(fig, Figure) for fig in figures)
 
@@ -69,6 +79,39 @@ def test_history_overlay_draws_every_run():
     assert len(fig.axes[0].lines) == 24  # train and validation for each of 12 runs
     with pytest.raises(TypeError, match="cannot read training history 'bad'"):
         plots.plot_history({"bad": [1, 2, 3]})
+
+
+def test_history_has_integer_epochs_percent_accuracy_and_the_learning_rate():
+    history = {"loss": [1.0, 0.5, 0.4], "accuracy": [0.5, 0.7, 0.8]}
+    run = TrainingRun(history=history, seconds=3.0, epoch_seconds=[1, 1, 1],
+                      learning_rates=[(0.0, 1e-4), (0.5, 1e-3), (1.0, 9e-4), (2.5, 1e-5)])
+    fig = plots.plot_history({"ours": run, "plain": history})
+    loss, acc, lr = fig.axes
+    fig.canvas.draw()
+    assert all(float(t).is_integer() for t in loss.get_xticks())
+    assert acc.yaxis.get_major_formatter().format_data(0.5) == "50%"
+    assert lr.get_ylabel() == "learning rate" and len(lr.lines) == 1
+    assert lr.lines[0].get_xdata().tolist() == [0.0, 0.5, 1.0, 2.5]  # epochs trained so far
+    assert loss.lines[0].get_xdata().tolist() == [1, 2, 3]  # measured after each epoch
+    assert len(plots.plot_history(history).axes) == 2  # nothing recorded, no empty panel
+
+
+def test_class_examples_label_every_row_legibly(images):
+    x, y = images
+    fig = plots.plot_class_examples(x, y, per_class=2)
+    rows = [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()]
+    assert rows == list(CLASS_NAMES)
+    width_inches = fig.get_size_inches()[0]
+    # at 900 px across, a 13-point label is 13 / 72 * 900 / width_inches px tall
+    sizes = [ax.yaxis.label.get_fontsize() for ax in fig.axes if ax.get_ylabel()]
+    assert min(sizes) / 72 * 900 / width_inches >= 10
+
+
+def test_time_comparison_reads_in_minutes_and_says_what_it_includes():
+    results = pd.DataFrame({"model": ["a", "b"], "train_seconds": [90.0, 2628.0]})
+    ax = plots.plot_comparison(results, metric="train_seconds").axes[0]
+    assert [t.get_text() for t in ax.texts] == ["1.5 min", "43.8 min"]
+    assert "minutes" in ax.get_xlabel() and "frozen stage" in ax.get_xlabel()
 
 
 def test_confusion_matrix_annotations_are_row_percentages():
@@ -150,3 +193,15 @@ def test_evaluate_averages_the_mirrored_view():
     assert plain.accuracy == 0.5 and both.accuracy == 1.0
     with pytest.raises(ValueError, match="1 mirrored predictions for 2 images"):
         evaluate(MirrorAwareModel(), images, labels, mirrored=images[:1, :, ::-1])
+
+
+def test_mirror_helps_decides_on_the_given_split_and_says_so(capsys):
+    images = np.zeros((2, 1, 2))
+    images[0, 0, 1] = 1.0
+    labels = np.array([1, 0])
+    assert mirror_helps(MirrorAwareModel(), images, images[:, :, ::-1], labels) is True
+    assert capsys.readouterr().out == ("Validation accuracy: 50.00% from the images alone, "
+                                       "100.00% averaged with their mirror images, so "
+                                       "test-time mirroring is on.\n")
+    assert mirror_helps(MirrorAwareModel(), images, images, labels) is False  # a tie: off
+    assert "mirroring is off" in capsys.readouterr().out

@@ -6,15 +6,17 @@ import pytest
 
 from cifar_utils import models
 from cifar_utils.models import (
+    DamagedWeightsError,
     WeightsNotFoundError,
     build_classic_cnn,
     build_improved_cnn,
+    build_large_head,
+    build_linear_head,
+    build_mobilenet_v2,
     build_transfer_model,
     count_params,
-    large_head,
-    mobilenet_v2_backbone,
+    describe_model,
     mobilenet_v2_weights,
-    simple_head,
     unfreeze_top,
 )
 
@@ -22,7 +24,7 @@ from cifar_utils.models import (
 @pytest.fixture(scope="module")
 def backbone():
     """A randomly initialised MobileNetV2 at the smallest size Keras accepts (fast)."""
-    return mobilenet_v2_backbone(image_size=32, weights=None)
+    return build_mobilenet_v2(image_size=32, weights=None)
 
 
 def frozen_learnable_layers(model):
@@ -66,20 +68,29 @@ def test_backbone_is_frozen_mobilenetv2_with_pooled_features(backbone):
 
 
 def test_heads_on_pooled_features():
-    simple, large = simple_head(), large_head(units=64)
+    simple, large = build_linear_head(), build_large_head(units=64)
     assert simple.output_shape == large.output_shape == (None, 10)
     assert count_params(simple)["total"] == 1280 * 10 + 10
     kinds = [type(layer).__name__ for layer in large.layers[1:]]
     assert kinds == ["Dense", "BatchNormalization", "ReLU", "Dropout", "Dense"]
     assert large.layers[1].kernel_regularizer is not None
-    plain = large_head(units=64, batchnorm=False, l2=0)
+    plain = build_large_head(units=64, batchnorm=False, l2=0)
     assert "BatchNormalization" not in [type(layer).__name__ for layer in plain.layers]
 
 
 def test_transfer_model_chains_backbone_and_head(backbone):
-    model = build_transfer_model(backbone, simple_head())
+    model = build_transfer_model(backbone, build_linear_head())
     assert model.input_shape == (None, 32, 32, 3) and model.output_shape == (None, 10)
     assert count_params(model)["trainable"] == 12_810
+
+
+def test_describe_model_is_one_line_with_nested_layers_counted(backbone):
+    head = build_linear_head()
+    assert describe_model(head) == "linear_head: 1 layers, 12,810 parameters, 12,810 of them trained"
+    line = describe_model(build_transfer_model(backbone, head))
+    nested = sum(1 for layer in backbone.layers if not isinstance(layer, keras.layers.InputLayer))
+    assert line.startswith(f"mobilenetv2_1.00_32_linear_head: {nested + 1} layers, 2,270,794 ")
+    assert line.endswith("12,810 of them trained") and "\n" not in line
 
 
 def test_unfreeze_top_layers_keeps_batchnorm_frozen(backbone):
@@ -125,7 +136,7 @@ def test_unfreeze_top_rejects_bad_arguments(backbone):
     with pytest.raises(ValueError, match="n must be >= 0"):
         unfreeze_top(backbone, -1)
     with pytest.raises(ValueError, match="MobileNetV2 backbone"):
-        unfreeze_top(simple_head(), 1, unit="blocks")
+        unfreeze_top(build_linear_head(), 1, unit="blocks")
 
 
 def test_missing_weights_without_download_say_where_to_put_them(tmp_path):
@@ -137,7 +148,7 @@ def test_failed_download_says_where_to_put_the_file(tmp_path, monkeypatch):
     # A file:// URL to nowhere fails exactly like an offline machine, without a network.
     monkeypatch.setattr(models, "WEIGHTS_URL", (tmp_path / "nowhere.h5").as_uri())
     with pytest.raises(WeightsNotFoundError, match=r"downloading it failed.*copy the file into"):
-        mobilenet_v2_backbone(image_size=32, cache_dir=tmp_path)
+        build_mobilenet_v2(image_size=32, cache_dir=tmp_path)
     assert not (tmp_path / "models" / models.WEIGHTS_FILE).exists()
 
 
@@ -147,3 +158,26 @@ def test_cached_weights_are_found_under_keras_home(tmp_path, monkeypatch):
     cached.write_bytes(b"stand-in")
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     assert mobilenet_v2_weights(download=False) == cached
+
+
+def _truncated_hdf5(path):
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f["weights"] = np.random.default_rng(0).normal(size=(512, 512))
+    path.write_bytes(path.read_bytes()[:100_000])
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (lambda path: path.write_bytes(b""), "it is not an HDF5 file. It is 0 bytes"),
+    (lambda path: path.write_bytes(np.random.default_rng(1).bytes(5000)),
+     "it is not an HDF5 file. It is 5,000 bytes"),
+    (_truncated_hdf5, "reading it failed: .*It is 100,000 bytes"),
+])
+def test_a_damaged_weights_file_is_named_with_its_size_and_the_fix(tmp_path, damage, problem):
+    cached = tmp_path / "models" / models.WEIGHTS_FILE
+    cached.parent.mkdir()
+    damage(cached)
+    with pytest.raises(DamagedWeightsError, match=f"{cached}.* is damaged: {problem}.*"
+                                                  "about 9.4 MB. Delete it to download it again"):
+        build_mobilenet_v2(image_size=32, cache_dir=tmp_path)

@@ -10,11 +10,12 @@ import warnings
 
 import numpy as np
 import pytest
+from keras.applications.mobilenet_v2 import preprocess_input
 
-from cifar_utils import load_cifar10, mobilenet_preprocess, mobilenet_v2_backbone
-from cifar_utils.data import ModifiedDataWarning
-from cifar_utils.features import extract_features
+from cifar_utils import build_mobilenet_v2, load_cifar10
+from cifar_utils.features import features_of
 from cifar_utils.models import WEIGHTS_FILE
+from cifar_utils.reader import ModifiedDataWarning
 
 
 def require(variable, what):
@@ -42,11 +43,11 @@ def test_imagenet_backbone_produces_informative_features(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ModifiedDataWarning)
         _, (x_test, y_test) = load_cifar10()
-    backbone = mobilenet_v2_backbone(image_size=96)
-    features = extract_features(backbone, x_test[:64], image_size=96,
-                                preprocess=mobilenet_preprocess, cache_dir=tmp_path)
+    backbone = build_mobilenet_v2(image_size=96)
+    features = features_of(backbone, x_test[:64], image_size=96, preprocess=preprocess_input,
+                           cache_dir=tmp_path)
     assert features.shape == (64, 1280) and np.isfinite(features).all()
     # ImageNet features of different images differ; ReLU6 outputs are in [0, 6].
     assert features.std(axis=0).mean() > 0.05 and 0 <= features.min() and features.max() <= 6
-    random = mobilenet_v2_backbone(image_size=96, weights=None)
+    random = build_mobilenet_v2(image_size=96, weights=None)
     assert not np.allclose(backbone.get_weights()[0], random.get_weights()[0])

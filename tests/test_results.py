@@ -6,7 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from cifar_utils.results import load_results, save_results, save_run
+from cifar_utils.files import OutputFolderError
+from cifar_utils.reader import DataProvenance
+from cifar_utils.results import Recorder, load_results, results_table, save_results
 
 
 def test_round_trip_with_predictions(tmp_path):
@@ -54,24 +56,135 @@ def test_bad_inputs_get_clear_errors(tmp_path):
         load_results(tmp_path)
 
 
-def test_save_run_records_the_fields_comparisons_need(tmp_path):
+PROVENANCE = DataProvenance(source="a local folder", official=False, md5={"test_batch": "abc"},
+                            modified_files=("test_batch",))
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"\xff\xfe\x00", "not UTF-8"),
+    (b"[1, 2]", "found a JSON list"),
+    (b'{"model": "no run name"}', "found no 'run' name"),
+])
+def test_files_that_are_not_records_are_named_not_loaded(tmp_path, content, problem):
+    save_results("good", tmp_path, test_accuracy=0.5)
+    (tmp_path / "stray.json").write_bytes(content)
+    with pytest.raises(ValueError, match=f"stray.json is not a results .*{problem}"):
+        load_results(tmp_path)
+
+
+def make_recorder(tmp_path, notebook="02_mobilenetv2_frozen"):
+    return Recorder(notebook, PROVENANCE, tmp_path / "out")
+
+
+def test_recorder_checks_its_folders_before_any_training(tmp_path, capsys):
+    recorder = make_recorder(tmp_path)
+    assert recorder.folders.results == tmp_path / "out" / "results"
+    assert all(folder.is_dir() for folder in (recorder.folders.figures, recorder.folders.results,
+                                              recorder.folders.models))
+    assert capsys.readouterr().out.strip().endswith(f"saved in {tmp_path / 'out'}/.")
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where a folder should be")
+    with pytest.raises(OutputFolderError, match="cannot write to .*blocked.*OUTPUT_DIR"):
+        Recorder("01_baseline_cnn", PROVENANCE, blocked)
+    with pytest.raises(ValueError, match="notebook's file name"):
+        Recorder("baseline.ipynb", PROVENANCE, tmp_path)
+
+
+def test_recorder_saves_runs_from_training_and_evaluation(tmp_path):
     import keras
 
-    from cifar_utils.data import DataProvenance
     from cifar_utils.metrics import Evaluation
+    from cifar_utils.training import TrainingRun
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(10)])
     model.layers[0].trainable = False
     evaluation = Evaluation(probabilities=np.eye(10)[[1, 2, 3]], predictions=np.array([1, 2, 3]),
                             accuracy=2 / 3, loss=0.5)
-    provenance = DataProvenance(source="a local folder", official=False,
-                                md5={"test_batch": "abc"}, modified_files=("test_batch",))
-    path = save_run("02_frozen", tmp_path, model_name="Frozen", notebook="02.ipynb", model=model,
-                    evaluation=evaluation, train_seconds=12.345, epochs=3, image_size=160,
-                    provenance=provenance, head="large")
+    training = TrainingRun(history={}, seconds=12.345, epoch_seconds=[4, 4, 4])
+    recorder = make_recorder(tmp_path)
+    path = recorder.save_run("frozen", "Frozen", model, evaluation, training, image_size=160,
+                             extra_seconds=100, head="large")
     record = json.loads(path.read_text())
+    assert path.name == "02_frozen.json" and record["notebook"] == "02_mobilenetv2_frozen.ipynb"
     assert record["params_total"] == 50 and record["params_trainable"] == 0
     assert record["test_accuracy"] == pytest.approx(2 / 3) and record["test_images"] == 3
     assert record["data_provenance"]["md5"] == {"test_batch": "abc"}
-    assert record["train_seconds"] == 12.3 and record["head"] == "large"
-    assert np.load(tmp_path / record["predictions_file"]).tolist() == [1, 2, 3]
+    assert record["train_seconds"] == 112.3 and record["epochs"] == 3 and record["head"] == "large"
+    assert np.load(recorder.folders.results / record["predictions_file"]).tolist() == [1, 2, 3]
+
+
+def test_recorder_prints_the_accuracy_and_the_gain_over_a_baseline_in_points(tmp_path, capsys):
+    import keras
+
+    from cifar_utils.metrics import Evaluation
+    from cifar_utils.training import TrainingRun
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(10)])
+    training = TrainingRun(history={}, seconds=1.0, epoch_seconds=[1])
+    recorder = make_recorder(tmp_path, "01_baseline_cnn")
+    for name, label, accuracy, baseline in [("classic_cnn", "Classic CNN", 0.763, None),
+                                            ("improved_cnn", "Improved CNN", 0.86, "classic_cnn")]:
+        evaluation = Evaluation(np.eye(10)[[1]], np.array([1]), accuracy, 0.5)
+        recorder.save_run(name, label, model, evaluation, training, image_size=32,
+                          baseline=baseline)
+    lines = capsys.readouterr().out.splitlines()[-2:]
+    assert lines == ["Classic CNN: test accuracy 76.3%",
+                     "Improved CNN: test accuracy 86.0% (+9.7 points over the Classic CNN)"]
+
+
+def test_recorder_shows_only_this_notebook_and_earlier_ones(tmp_path):
+    recorder = make_recorder(tmp_path)
+    for run in ("01_cnn", "02_frozen", "03_finetuned"):
+        save_results(run, recorder.folders.results, test_accuracy=0.5)
+    assert recorder.results()["run"].tolist() == ["01_cnn", "02_frozen"]
+
+
+def test_recorder_names_figures_after_the_notebook(tmp_path):
+    from cifar_utils.plots import plot_history
+
+    recorder = make_recorder(tmp_path, "00_data_tour")
+    path = recorder.save_figure(plot_history({"loss": [1, 0.5], "accuracy": [0.5, 0.7]}), "curves")
+    assert path == tmp_path / "out" / "figures" / "00_curves.png" and path.is_file()
+
+
+def test_frozen_heads_round_trip_and_a_missing_one_says_which_notebook(tmp_path):
+    import keras
+
+    recorder = make_recorder(tmp_path)
+    with pytest.raises(FileNotFoundError, match="frozen_head.keras is missing.*notebook 02"):
+        recorder.load_frozen_head("ours")
+    head = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)], name="head")
+    recorder.save_frozen_head(head, "ours")
+    loaded = make_recorder(tmp_path, "03_mobilenetv2_finetune").load_frozen_head("ours")
+    assert np.array_equal(loaded.get_weights()[0], head.get_weights()[0])
+    with pytest.raises(ValueError, match="one of \\['classic', 'ours'\\]"):
+        recorder.save_frozen_head(head, "mine")
+
+
+def test_results_table_is_formatted_for_people(tmp_path):
+    save_results("01_cnn", tmp_path, model="Improved CNN", notebook="01_baseline_cnn.ipynb",
+                 test_accuracy=0.86012, params_total=409_290, params_trainable=408_000,
+                 train_seconds=1492.0, image_size=32, test_time_augmentation="mirror")
+    save_results("02_frozen", tmp_path, model="Frozen", notebook="02_mobilenetv2_frozen.ipynb",
+                 test_accuracy=0.8, params_total=3_580_000, params_trainable=1_320_000,
+                 train_seconds=95.0, image_size=160, test_time_augmentation=None)
+    table = results_table(load_results(tmp_path))
+    assert table.loc["Improved CNN"].tolist() == ["01", "86.0%", "409,290", "408,000", "24.9 min",
+                                                  "32×32", "yes"]
+    assert table.loc["Frozen", "training time"] == "95 s"
+    assert table.loc["Frozen", "test-time mirror"] == "no"
+    assert "0x" not in repr(table)  # no memory address in the text form
+
+
+def test_evaluation_report_saves_three_figures_and_returns_the_class_table(tmp_path, images):
+    from cifar_utils.data import Split
+    from cifar_utils.metrics import Evaluation
+
+    x, y = images
+    probabilities = np.random.default_rng(0).dirichlet(np.ones(10), size=len(y))
+    evaluation = Evaluation(probabilities, probabilities.argmax(1), 0.1, 2.3)
+    table = make_recorder(tmp_path, "03_mobilenetv2_finetune").evaluation_report(
+        Split(x, y), evaluation)
+    saved = sorted(p.name for p in (tmp_path / "out" / "figures").iterdir())
+    assert saved == ["03_confident_mistakes.png", "03_confusion_matrix.png", "03_predictions.png"]
+    assert table.loc["mean (all classes)", "images"] == len(y)

@@ -1,5 +1,7 @@
 """Seeding, compiling, callbacks and the quiet timed fit."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -7,10 +9,13 @@ import pytest
 from cifar_utils.training import (
     TrainingRun,
     compile_classifier,
+    cosine_schedule,
     device_name,
     fit,
+    format_duration,
     set_seed,
     standard_callbacks,
+    validation_accuracy,
 )
 
 
@@ -59,6 +64,7 @@ def test_fit_prints_one_line_per_epoch_and_times_them(capsys):
     assert [line.split()[:2] for line in lines[:3]] == [["epoch", "1/3"], ["epoch", "2/3"],
                                                        ["epoch", "3/3"]]
     assert "val_acc" in lines[0] and "lr 5.0e-02" in lines[0]
+    assert re.search(r" acc \d+\.\d\d% ", lines[0]), "accuracies read in percent"
     assert lines[-1].startswith("Training took")
     assert len(lines) == 4  # no progress bars
 
@@ -126,7 +132,7 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
 def test_fit_on_a_dataset_raises_no_warning(capsys):
     import warnings
 
-    from cifar_utils.data import make_dataset
+    from cifar_utils.preprocessing import make_dataset
 
     model = compile_classifier(tiny_model(), 0.01)
     x, y = tiny_data()
@@ -135,3 +141,36 @@ def test_fit_on_a_dataset_raises_no_warning(capsys):
         run = fit(model, make_dataset(x, y, batch_size=16, shuffle=True, seed=0), epochs=1)
     assert [str(w.message) for w in caught] == []
     assert run.epochs == 1 and "(1 epoch)." in capsys.readouterr().out
+
+
+def test_fit_records_the_learning_rate_within_each_epoch(capsys):
+    model = tiny_model()
+    x, y = tiny_data(n=80)
+    schedule = cosine_schedule(0.1, epochs=2, steps_per_epoch=20, warmup_epochs=1)
+    compile_classifier(model, learning_rate=schedule)
+    run = fit(model, (x, y), epochs=2, batch_size=4)  # 20 steps per epoch
+    positions = [position for position, _ in run.learning_rates]
+    rates = [rate for _, rate in run.learning_rates]
+    assert positions[0] == 0 and positions[1] == 0.1 and positions[-1] == 2
+    assert len([p for p in positions if p < 1]) == 10  # every other step of 20
+    assert rates[0] == pytest.approx(0.001) and rates[1] > rates[0]  # the warm-up shows
+    assert rates[-1] < max(rates)  # and the decay
+
+
+def test_format_duration_picks_seconds_or_minutes():
+    assert format_duration(45.4) == "45 s" and format_duration(119) == "119 s"
+    assert format_duration(150) == "2.5 min" and format_duration(2628) == "43.8 min"
+
+
+def test_validation_accuracy_trains_quietly_and_scores_the_validation_split(capsys):
+    from cifar_utils.features import FeatureSplit
+
+    set_seed(0)
+    x, y = tiny_data(n=200)
+    features = type("Features", (), {"train": FeatureSplit(x[:150], y[:150]),
+                                     "val": FeatureSplit(x[150:], y[150:])})()
+    head = tiny_model()
+    score = validation_accuracy(head, features, epochs=20, learning_rate=0.05)
+    assert score == np.mean(head.predict(x[150:], verbose=0).argmax(1) == y[150:])
+    assert score > 0.5  # well above chance (1/3): it learned
+    assert capsys.readouterr().out == ""
