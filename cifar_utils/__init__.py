@@ -36,8 +36,8 @@ _EXPORTS = {
                "build_large_head", "build_linear_head", "build_mobilenet_v2",
                "build_transfer_model", "describe_model", "unfreeze_top"],
     "features": ["extract_features"],
-    "training": ["compile_classifier", "cosine_schedule", "fit", "quick_mode", "set_seed",
-                 "standard_callbacks", "validation_accuracy"],
+    "training": ["compile_classifier", "cosine_schedule", "distribution_strategy", "fit",
+                 "quick_mode", "set_seed", "standard_callbacks", "validation_accuracy"],
     "metrics": ["classification_table", "evaluate", "mirror_helps"],
     "plots": ["plot_class_examples", "plot_comparison", "plot_confident_mistakes",
               "plot_confusion_matrix", "plot_history", "plot_predictions"],
@@ -66,7 +66,10 @@ def start_tensorflow() -> str:
 
         gpus = tf.config.list_physical_devices("GPU")
     tf.get_logger().setLevel("ERROR")
-    device = f"{len(gpus)} GPU(s)" if gpus else "the CPU"
+    if len(gpus) > 1:
+        device = f"{len(gpus)} GPUs, data-parallel (tf.distribute.MirroredStrategy)"
+    else:
+        device = "a GPU" if gpus else "the CPU"
     return f"TensorFlow {tf.__version__} with Keras {keras.__version__}, running on {device}."
 
 

@@ -49,8 +49,8 @@ def _behaviour(preprocess) -> str:
     return fingerprint(np.asarray(preprocess(_PROBE.copy()), dtype=np.float32))
 
 
-def features_of(extractor, x, *, image_size, preprocess, mirrored=False, batch_size=128,
-                cache_dir=None, verbose=True):
+def features_of(extractor, x, *, image_size, preprocess, mirrored=False, dtype="float32",
+                batch_size=128, cache_dir=None, verbose=True):
     """Features of images `x` (uint8, N x 32 x 32 x 3) from a frozen `extractor`, cached.
 
     Args:
@@ -63,15 +63,17 @@ def features_of(extractor, x, *, image_size, preprocess, mirrored=False, batch_s
         mirrored: extract the features of the left-right mirrored images instead, a
             cheap stand-in for augmentation when training on cached features, and the
             second view for test-time mirroring.
+        dtype: how the features are stored, on disk and in memory; "float16" halves
+            the size of large activation maps at a precision the training cannot tell apart.
         batch_size: images per forward pass (memory vs speed).
         cache_dir: where the `.npy` files go (default: `default_cache_dir()`).
         verbose: print one line saying whether the features were loaded or computed.
 
-    Returns a float32 array of shape (N, num_features), in the order of `x`.
+    Returns an array of shape (N, ...) (the extractor's output), in the order of `x`.
     """
     start = time.perf_counter()
     features, computed, name = _cached_features(extractor, x, image_size, preprocess, mirrored,
-                                                batch_size, cache_dir)
+                                                dtype, batch_size, cache_dir)
     seconds = time.perf_counter() - start
     what = f"{len(x):,} {'mirrored ' if mirrored else ''}images at {image_size}x{image_size}"
     if verbose and computed:
@@ -82,13 +84,18 @@ def features_of(extractor, x, *, image_size, preprocess, mirrored=False, batch_s
     return features
 
 
-def _cached_features(extractor, x, image_size, preprocess, mirrored, batch_size, cache_dir):
-    """(features, whether they were computed now, cache file name)."""
+def _cached_features(extractor, x, image_size, preprocess, mirrored, dtype, batch_size,
+                     cache_dir):
+    """(features, whether they were computed now, cache file name).
+
+    The key holds the extractor's name (for a `split_mobilenet_v2` part, the cut), its
+    weights, the input size, what the preprocessing does, the images, the view and dtype.
+    """
     from .preprocessing import make_dataset
 
     key = "|".join([
         extractor.name, fingerprint(*extractor.get_weights()), str(image_size),
-        _behaviour(preprocess), fingerprint(x), str(mirrored),
+        _behaviour(preprocess), fingerprint(x), str(mirrored), str(np.dtype(dtype)),
     ])
     name = f"{extractor.name}-{image_size}px-{'mirrored-' if mirrored else ''}" \
            f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy"
@@ -98,7 +105,7 @@ def _cached_features(extractor, x, image_size, preprocess, mirrored, batch_size,
         return np.load(path), False, name
     dataset = make_dataset(x, batch_size=batch_size, image_size=image_size,
                            preprocess=preprocess, mirrored=mirrored)
-    features = extractor.predict(dataset, verbose=0).astype(np.float32)
+    features = extractor.predict(dataset, verbose=0).astype(dtype)
     cache.mkdir(parents=True, exist_ok=True)
     write_atomic(path, lambda f: np.save(f, features))
     return features, True, name
@@ -128,6 +135,18 @@ class SplitFeatures:
     test_mirrored: FeatureSplit | None
     seconds: float
 
+    def map(self, model, batch_size=256) -> SplitFeatures:
+        """The outputs of `model` on every stored split (e.g. the upper part of a split
+        backbone on cached activations: the pooled features, without recomputing the rest).
+        `seconds` becomes this extraction's time plus the time `model` took."""
+        start = time.perf_counter()
+        mapped = {}
+        for key in ("train", "val", "test", "train_mirrored", "val_mirrored", "test_mirrored"):
+            part = getattr(self, key)
+            mapped[key] = None if part is None else FeatureSplit(
+                model.predict(part.features, batch_size=batch_size, verbose=0), part.labels)
+        return SplitFeatures(**mapped, seconds=self.seconds + time.perf_counter() - start)
+
     def train_and_mirrored(self) -> FeatureSplit:
         """The training features followed by those of the mirrored images: twice the data."""
         if self.train_mirrored is None:
@@ -137,12 +156,13 @@ class SplitFeatures:
 
 
 def extract_features(extractor, data, *, image_size, preprocess, mirrored=False,
-                     cache_dir=None) -> SplitFeatures:
+                     dtype="float32", cache_dir=None) -> SplitFeatures:
     """Features of every split of `data` (from `load_splits`) from a frozen `extractor`.
 
     Each array is computed once and cached on disk (see `features_of`); a rerun loads
     it in a moment. With `mirrored=True` the mirror images of every split are
-    extracted too. Prints one line: what was extracted or loaded, and how fast.
+    extracted too. `dtype` as in `features_of`. Prints one line: what was extracted or
+    loaded, and how fast.
     """
     start = time.perf_counter()
     views = (False, True) if mirrored else (False,)
@@ -151,7 +171,7 @@ def extract_features(extractor, data, *, image_size, preprocess, mirrored=False,
         for split in ("train", "val", "test"):
             images, labels = getattr(data, split)
             values, now, _ = _cached_features(extractor, images, image_size, preprocess, view,
-                                              128, cache_dir)
+                                              dtype, 128, cache_dir)
             computed += len(images) if now else 0
             parts[f"{split}_mirrored" if view else split] = FeatureSplit(values, labels)
     seconds = time.perf_counter() - start

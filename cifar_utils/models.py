@@ -20,6 +20,7 @@ import keras
 from keras import layers
 
 from .data import NUM_CLASSES
+from .training import under_strategy
 
 WEIGHTS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 """The ImageNet MobileNetV2 checkpoint (alpha 1.0, no classifier) in the Keras cache."""
@@ -42,6 +43,7 @@ _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # --------------------------------------------------------------------------- from scratch
 
 
+@under_strategy
 def build_classic_cnn(input_shape=(32, 32, 3), num_classes=NUM_CLASSES):
     """The classic CIFAR-10 tutorial CNN, kept as the reference to beat.
 
@@ -69,6 +71,7 @@ def _conv_bn(x, filters, weight_decay):
     return layers.ReLU()(x)
 
 
+@under_strategy
 def build_improved_cnn(input_shape=(32, 32, 3), num_classes=NUM_CLASSES, width=32,
                        dropout=0.2, weight_decay=5e-4):
     """A small residual CNN in the style of the fast "ResNet-9" CIFAR-10 networks.
@@ -128,6 +131,7 @@ def mobilenet_v2_weights(cache_dir=None, download=True) -> Path:
     return Path(path)
 
 
+@under_strategy
 def build_mobilenet_v2(image_size=160, weights="imagenet", cache_dir=None):
     """MobileNetV2 without its classifier, ending in global average pooling (1280 features).
 
@@ -166,6 +170,7 @@ def _damaged(path, problem) -> DamagedWeightsError:
     )
 
 
+@under_strategy
 def build_linear_head(num_features=1280, num_classes=NUM_CLASSES, dropout=0.0):
     """A linear classifier on pooled features: (optional dropout) + softmax."""
     inputs = keras.Input((num_features,))
@@ -174,6 +179,7 @@ def build_linear_head(num_features=1280, num_classes=NUM_CLASSES, dropout=0.0):
     return keras.Model(inputs, outputs, name="linear_head")
 
 
+@under_strategy
 def build_large_head(num_features=1280, num_classes=NUM_CLASSES, units=256, dropout=0.5,
                l2=1e-4, batchnorm=True):
     """A one-hidden-layer classifier: Dense (L2) -> BatchNorm -> ReLU -> Dropout -> softmax.
@@ -193,6 +199,7 @@ def build_large_head(num_features=1280, num_classes=NUM_CLASSES, units=256, drop
     return keras.Model(inputs, outputs, name="large_head")
 
 
+@under_strategy
 def build_transfer_model(backbone, head):
     """Chain a backbone and a head into one model: images -> features -> probabilities.
 
@@ -255,6 +262,39 @@ def unfreeze_top(backbone, n, unit="layers"):
         layer.trainable = id(layer) in chosen and not isinstance(
             layer, keras.layers.BatchNormalization)
     return sum(1 for layer in body if layer.trainable and layer.weights)
+
+
+def split_mobilenet_v2(backbone, cut="block_12_add"):
+    """Split a MobileNetV2 backbone at the end of a block: `(lower, upper)`, lower then upper.
+
+    `lower` maps images to the activations of `cut` (e.g. 10x10x96 after block 12 at
+    160x160); `upper` maps those activations to the pooled features. They share the
+    backbone's layers, so `upper(lower(x))` is `backbone(x)` and unfreezing the top
+    blocks of the backbone (or of `upper`) unfreezes them in `upper`. While `lower`
+    stays frozen its output for an image never changes: compute it once
+    (`extract_features(lower, ...)`) and train `upper` on the cache.
+
+    `cut` must end a block (`block_N_add`, or `block_N_project_BN` for a block without a
+    residual connection), so that no other connection crosses it.
+    """
+    ends = _block_ends(backbone)
+    if cut not in ends:
+        raise ValueError(f"cannot split at {cut!r}: choose the end of a block, one of "
+                         f"{', '.join(ends)}")
+    layer = backbone.get_layer(cut)
+    lower = keras.Model(backbone.input, layer.output, name=f"{backbone.name}_to_{cut}")
+    upper = keras.Model(layer.output, backbone.output, name=f"{backbone.name}_after_{cut}")
+    return lower, upper
+
+
+def _block_ends(backbone) -> list:
+    """The last layer of every MobileNetV2 block, in order: where the network can be cut."""
+    last = {}
+    for layer in backbone.layers:
+        match = _BLOCK.match(layer.name)
+        if match:
+            last[int(match.group(1))] = layer.name
+    return [last[block] for block in sorted(last)][:-1]  # after the last block: nothing to train
 
 
 def count_params(model) -> dict:

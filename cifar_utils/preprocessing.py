@@ -71,13 +71,15 @@ def make_dataset(x, y=None, *, batch_size=64, image_size=None, preprocess=None,
     """
     import tensorflow as tf
 
+    from .training import replicas
+
     if mirrored:
         x = x[:, :, ::-1]  # axis 2 is the image width
     data = (x,) if y is None else (x, np.asarray(y))
     ds = tf.data.Dataset.from_tensor_slices(data)
     if shuffle:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
+    ds = ds.batch(batch_size * replicas())  # batch_size is per replica (per GPU)
 
     def transform(images, *labels):
         images = tf.cast(images, tf.float32)
@@ -123,3 +125,51 @@ def make_pipelines(data, *, batch_size, image_size=None, preprocess=None, augmen
         test_mirrored=make_dataset(data.test.images, batch_size=eval_batch_size, mirrored=True,
                                    **common),
     )
+
+
+def make_cached_dataset(features, *, batch_size, max_shift=0, seed=None):
+    """Training batches over cached activation maps, each image drawn plain or mirrored.
+
+    `features` comes from `extract_features(lower, data, ..., mirrored=True)`: the maps
+    of the training images and of their mirror images. Every epoch visits each image
+    once, in a shuffled order, as itself or as its mirror image at random: the cached
+    counterpart of a random flip. With `max_shift` > 0 each map also moves by up to that
+    many whole cells in each direction (edges filled by reflection): the counterpart of
+    a random shift, on the map's coarser grid (one cell of a 10x10 map is 16 pixels at
+    160x160). Batches are `(float32 maps, labels)`; `batch_size` is per replica.
+    """
+    import tensorflow as tf
+
+    from .training import replicas
+
+    if features.train_mirrored is None:
+        raise ValueError("make_cached_dataset needs the mirrored maps: extract them with "
+                         "mirrored=True")
+    plain = tf.constant(features.train.features)
+    mirror = tf.constant(features.train_mirrored.features)
+    labels = tf.constant(features.train.labels)
+    count, height, width = plain.shape[0], plain.shape[1], plain.shape[2]
+
+    def draw(indices, seeds):
+        flip = tf.random.stateless_uniform(tf.shape(indices), seed=seeds[0]) < 0.5
+        maps = tf.where(flip[:, None, None, None], tf.gather(mirror, indices),
+                        tf.gather(plain, indices))
+        maps = tf.cast(maps, tf.float32)
+        if max_shift:
+            pad = [[0, 0], [max_shift, max_shift], [max_shift, max_shift], [0, 0]]
+            padded = tf.pad(maps, pad, mode="SYMMETRIC")
+            shifts = tf.random.stateless_uniform((tf.shape(indices)[0], 2), seed=seeds[1],
+                                                 minval=0, maxval=2 * max_shift + 1,
+                                                 dtype=tf.int32)
+            rows = shifts[:, :1] + tf.range(height)[None, :]
+            columns = shifts[:, 1:] + tf.range(width)[None, :]
+            maps = tf.gather(tf.gather(padded, rows, axis=1, batch_dims=1), columns, axis=2,
+                             batch_dims=1)
+        return maps, tf.gather(labels, indices)
+
+    batches = tf.data.Dataset.range(count).shuffle(count, seed=seed,
+                                                   reshuffle_each_iteration=True)
+    batches = batches.batch(batch_size * replicas())
+    seeds = tf.data.Dataset.random(seed=seed).batch(2).batch(2)  # two seed pairs per batch
+    return tf.data.Dataset.zip(batches, seeds).map(
+        draw, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

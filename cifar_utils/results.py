@@ -217,11 +217,14 @@ class Recorder:
         """The head `which` ("classic" or "ours") that notebook 02 saved."""
         import keras
 
+        from .training import distribution_strategy
+
         path = self._head_path(which)
         if not path.is_file():
             raise FileNotFoundError(f"{path.name} is missing from {self.folders.models}: run "
                                     "notebook 02 first, with the same OUTPUT_DIR and mode.")
-        return keras.saving.load_model(path)
+        with distribution_strategy().scope():
+            return keras.saving.load_model(path)
 
     def _head_path(self, which) -> Path:
         if which not in FROZEN_HEADS:

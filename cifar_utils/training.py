@@ -5,11 +5,16 @@ numbers that matter. `fit` here trains silently and prints one line per epoch wi
 the metrics, learning rate and time, and returns the history together with timings
 and the learning rate along the way (for `plots.plot_history`).
 
-Advanced: `device_name` (recorded with every result) and `format_duration`.
+Every model is built and compiled under `distribution_strategy()`: on several GPUs the
+same notebooks train data-parallel, each batch size read as per GPU.
+
+Advanced: `replicas`, `under_strategy`, `device_name` (recorded with every result) and
+`format_duration`.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass, field
@@ -34,6 +39,47 @@ def quick_mode() -> bool:
                      "or to 0 (or unset it) for the full run.")
 
 
+_strategy = None
+
+
+def distribution_strategy(devices=None):
+    """The `tf.distribute` strategy every model of the series is built and trained under.
+
+    With two or more GPUs it is `tf.distribute.MirroredStrategy`: a copy of the model on
+    every GPU, each batch split between them, gradients averaged (data parallelism).
+    With one GPU or none it is TensorFlow's default strategy, which changes nothing.
+    `devices` mirrors across the named devices instead (two logical CPUs in a test, or
+    a subset of the GPUs); the choice holds for the rest of the session. Builders and
+    `compile_classifier` use it by themselves, and batch sizes are per replica.
+    """
+    global _strategy
+    import tensorflow as tf
+
+    if devices is None and _strategy is not None:
+        return _strategy
+    if devices is None:
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [gpu.name for gpu in gpus] if len(gpus) > 1 else None
+    _strategy = tf.distribute.MirroredStrategy(devices) if devices else tf.distribute.get_strategy()
+    return _strategy
+
+
+def replicas() -> int:
+    """Copies of the model trained in parallel (1 on a CPU or one GPU)."""
+    return distribution_strategy().num_replicas_in_sync
+
+
+def under_strategy(build):
+    """Decorator: run a model builder inside `distribution_strategy().scope()`."""
+
+    @functools.wraps(build)
+    def built_under_strategy(*args, **kwargs):
+        with distribution_strategy().scope():
+            return build(*args, **kwargs)
+
+    return built_under_strategy
+
+
 def set_seed(seed=42):
     """Seed Python, NumPy and TensorFlow so reruns on the same machine give the same numbers.
 
@@ -43,6 +89,7 @@ def set_seed(seed=42):
     keras.utils.set_random_seed(seed)
 
 
+@under_strategy
 def compile_classifier(model, learning_rate=1e-3, *, weight_decay=None, clipnorm=None):
     """Compile `model` for integer labels with Adam (or AdamW when `weight_decay` is set).
 
@@ -124,19 +171,19 @@ class EpochLogger(keras.callbacks.Callback):
         every = max(steps // self.SAMPLES_PER_EPOCH, 1)
         if batch % every == 0:
             position = self._epoch + (batch / steps if steps else 0.0)
-            self.learning_rates.append((position, float(self.model.optimizer.learning_rate)))
+            self.learning_rates.append((position, _learning_rate(self.model)))
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self._start
         self.epoch_seconds.append(seconds)
-        self.learning_rates.append((epoch + 1.0, float(self.model.optimizer.learning_rate)))
+        self.learning_rates.append((epoch + 1.0, _learning_rate(self.model)))
         total = f"/{self.epochs}" if self.epochs else ""
         width = len(str(self.epochs or ""))
         parts = [f"epoch {epoch + 1:>{width}}{total}", f"{seconds:5.1f}s"]
         for name, value in (logs or {}).items():
             if name != "learning_rate":
                 parts.append(f"{_SHORT_NAMES.get(name, name)} {_metric(name, value)}")
-        parts.append(f"lr {float(self.model.optimizer.learning_rate):.1e}")
+        parts.append(f"lr {_learning_rate(self.model):.1e}")
         print("  ".join(parts))
 
 
@@ -163,9 +210,12 @@ def fit(model, train, validation=None, *, epochs, callbacks=(), **fit_kwargs) ->
 
     `train` and `validation` are what `model.fit` accepts (typically `tf.data`
     datasets from `data.make_dataset`, or `(x, y)` tuples for cached features).
-    Extra keyword arguments go to `model.fit`.
+    Extra keyword arguments go to `model.fit`; a `batch_size` is per replica, like
+    every batch size of the series (see `distribution_strategy`).
     """
     logger = EpochLogger(epochs)
+    if "batch_size" in fit_kwargs:
+        fit_kwargs["batch_size"] *= replicas()
     if isinstance(train, tuple):
         fit_kwargs["x"], fit_kwargs["y"] = train
     else:  # a tf.data pipeline shuffles itself (make_dataset(..., shuffle=True))
@@ -196,7 +246,7 @@ def validation_accuracy(head, features, *, epochs, learning_rate=1e-3, batch_siz
     from .metrics import evaluate
 
     compile_classifier(head, learning_rate=learning_rate)
-    head.fit(*features.train, epochs=epochs, batch_size=batch_size, verbose=0,
+    head.fit(*features.train, epochs=epochs, batch_size=batch_size * replicas(), verbose=0,
              validation_data=tuple(features.val),
              callbacks=standard_callbacks(patience=3, reduce_lr_patience=0))
     return evaluate(head, *features.val).accuracy
@@ -214,6 +264,14 @@ def _report_early_stopping(callback, epochs_run):
     if callback.restore_best_weights and best is not None and best + 1 != epochs_run:
         print(f"Weights restored from epoch {best + 1}, the best "
               f"({callback.monitor} {_metric(callback.monitor, callback.best)}).")
+
+
+def _learning_rate(model) -> float:
+    """The optimizer's current learning rate (a schedule's value at this step), as a number."""
+    import tensorflow as tf
+
+    rate = model.optimizer.learning_rate  # a Keras variable, a tensor, or a mirrored variable
+    return float(tf.convert_to_tensor(getattr(rate, "value", rate)))
 
 
 def _metric(name, value) -> str:

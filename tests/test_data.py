@@ -7,6 +7,7 @@ import pytest
 
 from cifar_utils import data
 from cifar_utils.data import (
+    CifarDataError,
     ModifiedDataWarning,
     Split,
     load_cifar10,
