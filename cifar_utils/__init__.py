@@ -7,6 +7,7 @@ The notebooks tell the story; this package holds the code they share:
 * `preprocessing` augmentation layers and `tf.data` pipelines
 * `models`        the CNNs, the MobileNetV2 backbone, heads, unfreezing
 * `features`      frozen-backbone features, extracted once and cached on disk
+* `finetune`      notebook 02's heads and fine-tuning, on cached activations or on images
 * `training`      seeding, compiling, schedules, callbacks, a quiet timed `fit`, quick mode
 * `metrics`       evaluation, test-time mirroring, accuracy tables
 * `plots`         every figure of the series
@@ -34,8 +35,11 @@ _EXPORTS = {
     "preprocessing": ["augmentation", "make_dataset", "make_pipelines"],
     "models": ["DamagedWeightsError", "WeightsNotFoundError", "build_classic_cnn", "build_improved_cnn",
                "build_large_head", "build_linear_head", "build_mobilenet_v2",
-               "build_transfer_model", "describe_model", "unfreeze_top"],
+               "build_transfer_model", "chain", "describe_model", "split_mobilenet_v2",
+               "unfreeze_top"],
     "features": ["extract_features"],
+    "finetune": ["compare_finetuning", "comparison_table", "finetune_on_cache",
+                 "finetune_on_images", "train_frozen_head"],
     "training": ["compile_classifier", "cosine_schedule", "distribution_strategy", "fit",
                  "quick_mode", "set_seed", "standard_callbacks", "validation_accuracy"],
     "metrics": ["classification_table", "evaluate", "mirror_helps"],

@@ -15,6 +15,7 @@ were mirrored. Change any of them and the features are extracted afresh.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ def _behaviour(preprocess) -> str:
 
 
 def features_of(extractor, x, *, image_size, preprocess, mirrored=False, dtype="float32",
-                batch_size=128, cache_dir=None, verbose=True):
+                batch_size=32, cache_dir=None, verbose=True):
     """Features of images `x` (uint8, N x 32 x 32 x 3) from a frozen `extractor`, cached.
 
     Args:
@@ -65,7 +66,8 @@ def features_of(extractor, x, *, image_size, preprocess, mirrored=False, dtype="
             second view for test-time mirroring.
         dtype: how the features are stored, on disk and in memory; "float16" halves
             the size of large activation maps at a precision the training cannot tell apart.
-        batch_size: images per forward pass (memory vs speed).
+        batch_size: images per forward pass; 32 keeps a 160x160 MobileNetV2's
+            activations in a CPU's cache (measured 1.5x faster than 128 on 2 cores).
         cache_dir: where the `.npy` files go (default: `default_cache_dir()`).
         verbose: print one line saying whether the features were loaded or computed.
 
@@ -93,22 +95,31 @@ def _cached_features(extractor, x, image_size, preprocess, mirrored, dtype, batc
     """
     from .preprocessing import make_dataset
 
-    key = "|".join([
-        extractor.name, fingerprint(*extractor.get_weights()), str(image_size),
-        _behaviour(preprocess), fingerprint(x), str(mirrored), str(np.dtype(dtype)),
-    ])
-    name = f"{extractor.name}-{image_size}px-{'mirrored-' if mirrored else ''}" \
-           f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy"
+    def compute():
+        dataset = make_dataset(x, batch_size=batch_size, image_size=image_size,
+                               preprocess=preprocess, mirrored=mirrored)
+        return extractor.predict(dataset, verbose=0).astype(dtype)
+
+    key = [extractor.name, fingerprint(*extractor.get_weights()), str(image_size),
+           _behaviour(preprocess), fingerprint(x), str(mirrored), str(np.dtype(dtype))]
+    prefix = f"{extractor.name}-{image_size}px-{'mirrored-' if mirrored else ''}"
+    return _cached(key, prefix, compute, cache_dir)
+
+
+def _cached(key, prefix, compute, cache_dir):
+    """`compute()`, stored as `<prefix><hash of key>.npy`; loaded instead when it exists."""
+    name = f"{prefix}{hashlib.sha1('|'.join(key).encode()).hexdigest()[:16]}.npy"
     cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     path = cache / name
     if path.is_file():
         return np.load(path), False, name
-    dataset = make_dataset(x, batch_size=batch_size, image_size=image_size,
-                           preprocess=preprocess, mirrored=mirrored)
-    features = extractor.predict(dataset, verbose=0).astype(dtype)
+    values = compute()
     cache.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, lambda f: np.save(f, features))
-    return features, True, name
+    write_atomic(path, lambda f: np.save(f, values))
+    return values, True, name
+
+
+_PARTS = ("train", "val", "test", "train_mirrored", "val_mirrored", "test_mirrored")
 
 
 class FeatureSplit(NamedTuple):
@@ -135,17 +146,38 @@ class SplitFeatures:
     test_mirrored: FeatureSplit | None
     seconds: float
 
-    def map(self, model, batch_size=256) -> SplitFeatures:
-        """The outputs of `model` on every stored split (e.g. the upper part of a split
-        backbone on cached activations: the pooled features, without recomputing the rest).
-        `seconds` becomes this extraction's time plus the time `model` took."""
+    def map(self, model, *, batch_size=64, cache_dir=None) -> SplitFeatures:
+        """The outputs of `model` (frozen) on every stored split, cached like the features.
+
+        E.g. the upper part of a split backbone on cached activations gives the pooled
+        features without running the lower part again. `seconds` becomes the time of
+        this extraction plus the time `model` took. Prints one line.
+        """
         start = time.perf_counter()
-        mapped = {}
-        for key in ("train", "val", "test", "train_mirrored", "val_mirrored", "test_mirrored"):
+        weights = fingerprint(*model.get_weights())
+        mapped, computed = {}, 0
+        for key in _PARTS:
             part = getattr(self, key)
-            mapped[key] = None if part is None else FeatureSplit(
-                model.predict(part.features, batch_size=batch_size, verbose=0), part.labels)
-        return SplitFeatures(**mapped, seconds=self.seconds + time.perf_counter() - start)
+            if part is None:
+                mapped[key] = None
+                continue
+            values, now, _ = _cached(
+                [model.name, weights, fingerprint(part.features)], f"{model.name}-",
+                functools.partial(model.predict, part.features, batch_size=batch_size,
+                                  verbose=0), cache_dir)
+            computed += len(values) if now else 0
+            mapped[key] = FeatureSplit(values, part.labels)
+        seconds = time.perf_counter() - start
+        print(f"{'Computed' if computed else 'Loaded'} {model.name} outputs of every split"
+              + (f" in {seconds:.0f} s ({computed / seconds:.0f} images/s)." if computed
+                 else " from the cache."))
+        return SplitFeatures(**mapped, seconds=self.seconds + seconds)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the stored features take."""
+        return sum(getattr(self, key).features.nbytes for key in _PARTS
+                   if getattr(self, key) is not None)
 
     def train_and_mirrored(self) -> FeatureSplit:
         """The training features followed by those of the mirrored images: twice the data."""
@@ -171,7 +203,7 @@ def extract_features(extractor, data, *, image_size, preprocess, mirrored=False,
         for split in ("train", "val", "test"):
             images, labels = getattr(data, split)
             values, now, _ = _cached_features(extractor, images, image_size, preprocess, view,
-                                              dtype, 128, cache_dir)
+                                              dtype, 32, cache_dir)
             computed += len(images) if now else 0
             parts[f"{split}_mirrored" if view else split] = FeatureSplit(values, labels)
     seconds = time.perf_counter() - start
@@ -182,6 +214,4 @@ def extract_features(extractor, data, *, image_size, preprocess, mirrored=False,
               "cached for the next run.")
     else:
         print(f"Loaded {what} from the cache.")
-    return SplitFeatures(**{key: parts.get(key) for key in
-                            ("train", "val", "test", "train_mirrored", "val_mirrored",
-                             "test_mirrored")}, seconds=seconds)
+    return SplitFeatures(**{key: parts.get(key) for key in _PARTS}, seconds=seconds)

@@ -297,6 +297,20 @@ def _block_ends(backbone) -> list:
     return [last[block] for block in sorted(last)][:-1]  # after the last block: nothing to train
 
 
+@under_strategy
+def chain(*models, name):
+    """One model that runs `models` in turn, each in inference mode where it has BatchNorm.
+
+    E.g. `chain(lower, finetuned, name=...)`: images through the frozen lower blocks, then
+    the model fine-tuned on their cached output, gives the fine-tuned network on images.
+    """
+    inputs = keras.Input(models[0].input_shape[1:])
+    outputs = inputs
+    for model in models:
+        outputs = model(outputs, training=False)
+    return keras.Model(inputs, outputs, name=name)
+
+
 def count_params(model) -> dict:
     """Trainable, non-trainable and total parameter counts of a model."""
     trainable = sum(math.prod(w.shape) for w in model.trainable_weights)

@@ -213,18 +213,39 @@ class Recorder:
         """Save a head trained on frozen features (`which`: "classic" or "ours") for notebook 03."""
         head.save(self._head_path(which))
 
-    def load_frozen_head(self, which):
-        """The head `which` ("classic" or "ours") that notebook 02 saved."""
+    def frozen_head(self, which, features, *, epochs, run):
+        """Notebook 02's head `which` ("classic" or "ours"): loaded, or trained here.
+
+        Without notebook 02's saved head (a notebook assigned on its own, a first run in
+        Colab) it is trained now on the pooled `features`, as notebook 02 does
+        (`finetune.train_frozen_head`), and saved for next time: slower, not broken.
+        Returns `(head, seconds)`: the time the frozen stage took, from notebook 02's
+        results file `run` (e.g. "02_frozen_mobilenetv2") or as measured here.
+        """
         import keras
 
+        from .finetune import train_frozen_head
         from .training import distribution_strategy
 
         path = self._head_path(which)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path.name} is missing from {self.folders.models}: run "
-                                    "notebook 02 first, with the same OUTPUT_DIR and mode.")
-        with distribution_strategy().scope():
-            return keras.saving.load_model(path)
+        if path.is_file():
+            with distribution_strategy().scope():
+                head = keras.saving.load_model(path)
+            record = self.folders.results / f"{run}.json"
+            seconds = _read_record(record)["train_seconds"] if record.is_file() \
+                else features.seconds
+            return head, seconds
+        print(f"Notebook 02's {which} head is not in {self.folders.shown}: training it here, "
+              "as notebook 02 does (slower than running 02 first, not broken).")
+        head, training = train_frozen_head(which, features, epochs=epochs)
+        self.save_frozen_head(head, which)
+        return head, features.seconds + training.seconds
+
+    def save_model(self, model, name) -> Path:
+        """Save a trained model as `models/<number>_<name>.keras` for a later notebook."""
+        path = self.folders.models / f"{self.number}_{name}.keras"
+        model.save(path)
+        return path
 
     def _head_path(self, which) -> Path:
         if which not in FROZEN_HEADS:

@@ -184,3 +184,63 @@ def test_shifts_move_maps_by_whole_cells():
     assert len({offset for offset in offsets}) > 5  # shifts vary from image to image
     with pytest.raises(ValueError, match="mirrored=True"):
         make_cached_dataset(dataclasses.replace(features, train_mirrored=None), batch_size=8)
+
+
+def test_pooled_features_from_the_maps_are_cached_and_match_the_backbone(backbone, tmp_path,
+                                                                        capsys):
+    lower, upper = split_mobilenet_v2(backbone, "block_12_add")
+    x = pixels(6)
+    maps = lower.predict(x, verbose=0)
+    part = FeatureSplit(maps, np.arange(6))
+    features = SplitFeatures(part, part, part, None, None, None, seconds=2.0)
+    pooled = features.map(upper, cache_dir=tmp_path)
+    assert np.allclose(pooled.test.features, backbone.predict(x, verbose=0), rtol=1e-4, atol=1e-5)
+    assert pooled.train_mirrored is None and pooled.seconds >= 2.0
+    again = features.map(upper, cache_dir=tmp_path)
+    assert np.array_equal(again.val.features, pooled.val.features)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("Computed") and lines[1].endswith("from the cache.")
+    assert features.nbytes == 3 * maps.nbytes
+
+
+def test_chained_lower_and_fine_tuned_upper_take_images(backbone):
+    from cifar_utils.models import chain
+
+    lower, upper = split_mobilenet_v2(backbone, "block_12_add")
+    head = build_linear_head()
+    on_maps = build_transfer_model(upper, head)
+    model = chain(lower, on_maps, name="images_in")
+    x = pixels(4)
+    assert model.input_shape == (None, 32, 32, 3)
+    assert np.allclose(model(x), build_transfer_model(backbone, head)(x), atol=1e-5)
+
+
+def test_compare_finetuning_trains_each_variant_and_tabulates_it(monkeypatch, calibrated, capsys):
+    import cifar_utils.finetune as finetune
+
+    def random_backbone(image_size):
+        model = build_mobilenet_v2(image_size, weights=None)
+        model.set_weights(calibrated)
+        return model
+
+    monkeypatch.setattr(finetune, "build_mobilenet_v2", random_backbone)
+    keras.utils.set_random_seed(0)
+    lower, _ = split_mobilenet_v2(random_backbone(32), "block_12_add")
+    x, y = pixels(40, seed=4), np.arange(40) % 10
+    part = FeatureSplit(lower.predict(x, verbose=0).astype(np.float16), y)
+    mirrored = FeatureSplit(lower.predict(x[:, :, ::-1], verbose=0).astype(np.float16), y)
+    maps = SplitFeatures(part, part, part, mirrored, part, part, seconds=0.0)
+    head = build_linear_head()
+    before = [w.copy() for w in head.get_weights()]
+    table = finetune.compare_finetuning(
+        {"top 1 block": dict(blocks=1), "top 2 blocks, shifts": dict(blocks=2, max_shift=1)},
+        maps=maps, head=head, image_size=32, cut="block_12_add", epochs=1, learning_rate=1e-3,
+        batch_size=8, seed=0)
+    assert list(table.index) == ["top 1 block", "top 2 blocks, shifts"]
+    assert table["blocks"].tolist() == [1, 2]
+    assert table["trained parameters"].iloc[1] > table["trained parameters"].iloc[0]
+    assert table["validation accuracy"].between(0, 1).all()
+    shown = finetune.comparison_table(table)
+    assert shown["validation accuracy"].str.endswith("%").all()
+    assert "," in shown["trained parameters"].iloc[0] and "-- top 1 block" in capsys.readouterr().out
+    assert all(np.array_equal(a, b) for a, b in zip(before, head.get_weights(), strict=True))

@@ -41,7 +41,7 @@ def run(extractor, x, tmp_path, **kwargs):
 def test_features_are_computed_then_loaded_from_cache(extractor, images, tmp_path):
     x, _ = images
     first = run(extractor, x, tmp_path)
-    assert extractor.calls == 1  # one batch of 40
+    assert extractor.calls == 2  # two batches: 32 and 8 images
     assert first.shape == (40, 3) and first.dtype == np.float32
     assert np.allclose(first, x.mean(axis=(1, 2)) / 255, atol=1e-5)
     calls = extractor.calls

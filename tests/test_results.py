@@ -147,18 +147,45 @@ def test_recorder_names_figures_after_the_notebook(tmp_path):
     assert path == tmp_path / "out" / "figures" / "00_curves.png" and path.is_file()
 
 
-def test_frozen_heads_round_trip_and_a_missing_one_says_which_notebook(tmp_path):
+def tiny_features(n=60, width=8):
+    from cifar_utils.features import FeatureSplit, SplitFeatures
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, width)).astype("float32")
+    y = (np.arange(n) % 10).astype("uint8")
+    x[np.arange(n), y % width] += 3  # learnable
+    part = FeatureSplit(x, y)
+    return SplitFeatures(part, part, part, part, part, part, seconds=5.0)
+
+
+def test_a_missing_frozen_head_is_trained_here_saved_and_loaded_next_time(tmp_path, capsys):
     import keras
 
-    recorder = make_recorder(tmp_path)
-    with pytest.raises(FileNotFoundError, match="frozen_head.keras is missing.*notebook 02"):
-        recorder.load_frozen_head("ours")
-    head = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)], name="head")
-    recorder.save_frozen_head(head, "ours")
-    loaded = make_recorder(tmp_path, "03_mobilenetv2_finetune").load_frozen_head("ours")
-    assert np.array_equal(loaded.get_weights()[0], head.get_weights()[0])
+    recorder = make_recorder(tmp_path, "03_mobilenetv2_finetune")
+    head, seconds = recorder.frozen_head("ours", tiny_features(), epochs=2,
+                                         run="02_frozen_mobilenetv2")
+    out = capsys.readouterr().out
+    assert "head is not in" in out and "training it here" in out and "not broken" in out
+    assert (recorder.folders.models / "frozen_head.keras").is_file() and seconds > 5.0
+    again, recorded = recorder.frozen_head("ours", tiny_features(), epochs=2,
+                                           run="02_frozen_mobilenetv2")
+    assert "training it here" not in capsys.readouterr().out
+    assert np.array_equal(again.get_weights()[0], head.get_weights()[0])
+    assert recorded == 5.0  # no results file of notebook 02: the features' time
+    save_results("02_frozen_mobilenetv2", recorder.folders.results, train_seconds=321.0)
+    assert recorder.frozen_head("ours", tiny_features(), epochs=2,
+                                run="02_frozen_mobilenetv2")[1] == 321.0
     with pytest.raises(ValueError, match="one of \\['classic', 'ours'\\]"):
-        recorder.save_frozen_head(head, "mine")
+        recorder.save_frozen_head(keras.Sequential([keras.Input((4,))]), "mine")
+
+
+def test_save_model_names_the_file_after_the_notebook(tmp_path):
+    import keras
+
+    recorder = make_recorder(tmp_path, "01_baseline_cnn")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    path = recorder.save_model(model, "improved_cnn")
+    assert path == tmp_path / "out" / "models" / "01_improved_cnn.keras" and path.is_file()
 
 
 def test_results_table_is_formatted_for_people(tmp_path):
