@@ -201,6 +201,70 @@ def plot_comparison(results, metric="test_accuracy", label="model"):
     return fig
 
 
+def plot_grad_cam(images, labels, explanations, class_names=CLASS_NAMES, title=None):
+    """One row per image: the image, then each model's Grad-CAM heatmap over it.
+
+    `explanations` maps a model's name to `(heatmaps, probabilities)` from
+    `gradcam.grad_cam` for these images. Each overlay is titled with the model's
+    prediction and its probability, red when wrong; the first column gives the true class.
+    """
+    from .gradcam import upsample
+
+    plt = _pyplot()
+    names = list(explanations)
+    rows, size = len(images), images.shape[1]
+    fig, axes = plt.subplots(rows, len(names) + 1, figsize=(2.3 * (len(names) + 1), 2.3 * rows),
+                             squeeze=False)
+    for i, row in enumerate(axes):
+        row[0].imshow(images[i], interpolation="nearest")
+        row[0].set_title(f"true: {class_names[labels[i]]}", fontsize=10)
+        for ax, name in zip(row[1:], names, strict=True):
+            heatmaps, probabilities = explanations[name]
+            predicted = int(probabilities[i].argmax())
+            ax.imshow(images[i], interpolation="nearest")
+            ax.imshow(upsample(heatmaps[i:i + 1], size)[0], cmap="jet", alpha=0.45,
+                      vmin=0, vmax=1)
+            ax.set_title(f"{name}:\n{class_names[predicted]} {probabilities[i, predicted]:.0%}",
+                         fontsize=9, color="black" if predicted == labels[i] else "red")
+        for ax in row:
+            ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_tradeoffs(results):
+    """Test accuracy against training time, file size and single-image latency, per model.
+
+    `results` is `load_results` of the whole series. Training time is known for every
+    model; size and latency only for the models notebook 04 exported (Keras and LiteRT).
+    """
+    from matplotlib.ticker import PercentFormatter
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+    panels = [("train_seconds", 1 / 60, "training time (minutes)"),
+              ("megabytes", 1, "model file size (MB)"),
+              ("median_ms_2_threads", 1, "single-image latency, 2 threads (ms, median)")]
+    for ax, (column, scale, label) in zip(axes, panels, strict=True):
+        shown = results.dropna(subset=[column]) if column in results else results.iloc[:0]
+        if column == "train_seconds" and "variant" in shown:
+            shown = shown[shown["variant"].isna()]  # one point per trained model
+        else:
+            ax.set_xscale("log")
+        for _, row in shown.iterrows():
+            ax.scatter(row[column] * scale, row["test_accuracy"], s=30)
+            ax.annotate(row["model"], (row[column] * scale, row["test_accuracy"]), fontsize=7,
+                        xytext=(4, 2), textcoords="offset points")
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    axes[0].set_ylabel("test accuracy")
+    fig.tight_layout()
+    return fig
+
+
 def save_figure(fig, name, directory="figures", dpi=110):
     """Save `fig` as `<directory>/<name>.png` (about 800-1200 px wide) and return the path."""
     directory = Path(directory)

@@ -230,7 +230,7 @@ class Recorder:
         path = self._head_path(which)
         if path.is_file():
             with distribution_strategy().scope():
-                head = keras.saving.load_model(path)
+                head = keras.saving.load_model(path, compile=False)
             record = self.folders.results / f"{run}.json"
             seconds = _read_record(record)["train_seconds"] if record.is_file() \
                 else features.seconds
@@ -246,6 +246,45 @@ class Recorder:
         path = self.folders.models / f"{self.number}_{name}.keras"
         model.save(path)
         return path
+
+    def load_model(self, run):
+        """A model an earlier notebook saved with `save_model`, e.g. "01_improved_cnn"."""
+        import keras
+
+        from .training import distribution_strategy
+
+        path = self.folders.models / f"{run}.keras"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path.name} is missing from {self.folders.shown}: run notebook {run[:2]} "
+                "first (it trains and saves this model), with the same OUTPUT_DIR and mode.")
+        with distribution_strategy().scope():
+            return keras.saving.load_model(path, compile=False)
+
+    def save_variants(self, name, model_name, table, predictions, *, source_run):
+        """Save every row of `shipping.compare_variants` as run `<number>_<name>_<row>`.
+
+        Each record holds the accuracy, file size and latencies of one variant, with the
+        training time, input size and parameter count of `source_run` (the results file
+        of the trained model, e.g. "01_improved_cnn"), so that every chart of the
+        series can place it. Returns the paths.
+        """
+        source = _read_record(self.folders.results / f"{source_run}.json")
+        paths = []
+        for row, values in table.iterrows():
+            fields = {key: None if np.isnan(value) else float(value)  # JSON has no NaN
+                      for key, value in values.items() if key != "test_accuracy"}
+            label = "Keras" if row == "keras" else f"LiteRT {row}"
+            paths.append(save_results(
+                f"{self.number}_{name}_{row}", self.folders.results,
+                predictions=predictions[row], model=f"{model_name} ({label})",
+                notebook=f"{self.notebook}.ipynb", variant=row, source_run=source_run,
+                test_accuracy=float(values["test_accuracy"]),
+                test_images=len(predictions[row]), params_total=source["params_total"],
+                params_trainable=source["params_trainable"],
+                train_seconds=source["train_seconds"], image_size=source["image_size"],
+                data_provenance=self.provenance, **fields))
+        return paths
 
     def _head_path(self, which) -> Path:
         if which not in FROZEN_HEADS:
@@ -263,7 +302,7 @@ def results_table(results) -> pd.DataFrame:
     from .training import format_duration
 
     mirror = results.get("test_time_augmentation", pd.Series(index=results.index, dtype=object))
-    return pd.DataFrame({
+    table = pd.DataFrame({
         "model": results["model"],
         "notebook": results["notebook"].str[:2],
         "test accuracy": results["test_accuracy"].map("{:.1%}".format),
@@ -272,4 +311,10 @@ def results_table(results) -> pd.DataFrame:
         "training time": results["train_seconds"].map(format_duration),
         "image size": results["image_size"].map(lambda size: f"{size}×{size}"),
         "test-time mirror": mirror.map(lambda value: "yes" if value == "mirror" else "no"),
-    }).set_index("model")
+    })
+    if "megabytes" in results:  # notebook 04's exported models
+        table["file size"] = results["megabytes"].map(
+            lambda v: "—" if pd.isna(v) else f"{v:.2f} MB")
+        table["latency (2 threads)"] = results["median_ms_2_threads"].map(
+            lambda v: "—" if pd.isna(v) else f"{v:.1f} ms")
+    return table.set_index("model")

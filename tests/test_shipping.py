@@ -1,0 +1,67 @@
+"""LiteRT export: four variants that load, predict like the Keras model, and shrink."""
+
+import keras
+import numpy as np
+import pytest
+
+from cifar_utils.data import Split
+from cifar_utils.shipping import (
+    VARIANTS,
+    LiteRTModel,
+    compare_variants,
+    export_litert,
+    measure_latency,
+    with_preprocessing,
+)
+
+
+@pytest.fixture(scope="module")
+def pixel_model():
+    """A small CNN on raw 32x32 pixels, trained a little: class = brightest channel."""
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, size=(300, 32, 32, 3)).astype("float32")
+    y = x.mean(axis=(1, 2)).argmax(axis=1)
+    net = keras.Sequential([keras.Input((32, 32, 3)),
+                            keras.layers.Conv2D(64, 3, activation="relu"),
+                            keras.layers.Conv2D(64, 3, activation="relu"),
+                            keras.layers.GlobalAveragePooling2D(),
+                            keras.layers.Dense(3, activation="softmax")], name="tiny")
+    model = with_preprocessing(net, keras.layers.Rescaling(1 / 255))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=15, verbose=0)
+    return model, Split(x.astype(np.uint8), y)
+
+
+def test_every_variant_loads_and_agrees_with_keras(pixel_model, tmp_path):
+    model, data = pixel_model
+    paths = export_litert(model, tmp_path, "tiny", representative_images=data.images[:100])
+    assert list(paths) == list(VARIANTS) and all(p.is_file() for p in paths.values())
+    expected = model.predict(data.images.astype("float32"), verbose=0)
+    for variant, path in paths.items():
+        lite = LiteRTModel(path)
+        probabilities = lite.predict(data.images)
+        assert probabilities.shape == expected.shape, variant
+        agreement = np.mean(probabilities.argmax(1) == expected.argmax(1))
+        assert agreement > (0.999 if variant == "float32" else 0.9), variant
+    assert LiteRTModel(paths["int8"]).input["dtype"] == np.int8
+    sizes = {variant: LiteRTModel(path).megabytes for variant, path in paths.items()}
+    assert sizes["int8"] < 0.5 * sizes["float32"] and sizes["float16"] < 0.75 * sizes["float32"]
+
+
+def test_latency_is_a_median_and_a_90th_percentile():
+    ticks = iter(range(1000))
+    timing = measure_latency(lambda: next(ticks), calls=50, warmup=5)
+    assert set(timing) == {"median_ms", "p90_ms"} and 0 <= timing["median_ms"] <= timing["p90_ms"]
+
+
+def test_compare_variants_tabulates_keras_and_every_variant(pixel_model, tmp_path):
+    model, data = pixel_model
+    table, predictions = compare_variants(model, "tiny", tmp_path, data,
+                                          representative_images=data.images[:50], calls=20)
+    assert list(table.index) == ["keras", *VARIANTS]
+    assert {"megabytes", "test_accuracy", "median_ms_1_threads", "p90_ms_2_threads"} \
+        <= set(table.columns)
+    assert np.isnan(table.loc["keras", "median_ms_1_threads"])  # TensorFlow's threads only
+    for row, predicted in predictions.items():
+        assert table.loc[row, "test_accuracy"] == np.mean(predicted == data.labels)
