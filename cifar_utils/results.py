@@ -235,8 +235,9 @@ class Recorder:
             seconds = _read_record(record)["train_seconds"] if record.is_file() \
                 else features.seconds
             return head, seconds
-        print(f"Notebook 02's {which} head is not in {self.folders.shown}: training it here, "
-              "as notebook 02 does (slower than running 02 first, not broken).")
+        label = {"classic": "classic frozen head", "ours": "frozen head"}[which]
+        print(f"Notebook 02's {label} is not in {self.folders.shown}: training it here, as "
+              "notebook 02 does (slower than running 02 first, not broken).")
         head, training = train_frozen_head(which, features, epochs=epochs)
         self.save_frozen_head(head, which)
         return head, features.seconds + training.seconds
