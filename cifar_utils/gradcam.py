@@ -68,7 +68,8 @@ def grad_cam(model, images, *, classes=None, layer=None):
         model: a Keras classifier whose top-level layers run one after another (a
             plain functional CNN, or models chained with `build_transfer_model` or
             `chain`); nested models are followed.
-        images: inputs as the model expects them (float, already preprocessed).
+        images: inputs as the model takes them (float; raw pixels for a model built with
+            `shipping.with_preprocessing`, preprocessed images otherwise).
         classes: one class per image to explain; None explains the predicted class.
         layer: name of the convolutional layer to use; None takes the last one
             (`last_feature_map`), whose maps are the most class-specific and the coarsest.

@@ -183,7 +183,8 @@ def compare_variants(model, name, folder, test, *, representative_images, thread
     reference, with the file size (MB), the accuracy on `test` (a `Split`), and the
     median and 90th-percentile latency of single-image calls (ms) with each number of
     `threads`; and the predicted classes of every test image, per row. The Keras row's
-    size is its `.keras` file, and its latency uses TensorFlow's own threads.
+    size is its `.keras` file, and its latency (columns `*_tf_threads`) uses
+    TensorFlow's own threads.
     """
     import pandas as pd
 
@@ -197,7 +198,7 @@ def compare_variants(model, name, folder, test, *, representative_images, thread
     predictions["keras"] = probabilities.argmax(axis=1)
     rows["keras"] = {"megabytes": keras_file.stat().st_size / 1e6,
                      "test_accuracy": accuracy(test.labels, predictions["keras"]),
-                     **{f"{key}_{threads[-1]}_threads": value for key, value in
+                     **{f"{key}_tf_threads": value for key, value in  # TensorFlow's choice
                         keras_latency(model, test.images[0], calls=calls).items()}}
     paths = export_litert(model, folder, name, representative_images=representative_images)
     for variant, path in paths.items():
@@ -221,7 +222,9 @@ def shipping_table(table):
                          index=table.index)
     for column in [c for c in table.columns if c.endswith("_threads")]:
         statistic, _, threads = column.partition("_ms_")
-        title = f"{'median' if statistic == 'median' else '90th percentile'}, " \
-                f"{threads.replace('_threads', '')} thread{'s' if threads[0] != '1' else ''}"
+        count = threads.replace("_threads", "")
+        who = "TensorFlow's threads" if count == "tf" else \
+            f"{count} thread{'s' if count != '1' else ''}"
+        title = f"{'median' if statistic == 'median' else '90th percentile'}, {who}"
         shown[title] = table[column].map(lambda v: "—" if v != v else f"{v:.1f} ms")
     return shown

@@ -63,5 +63,7 @@ def test_compare_variants_tabulates_keras_and_every_variant(pixel_model, tmp_pat
     assert {"megabytes", "test_accuracy", "median_ms_1_threads", "p90_ms_2_threads"} \
         <= set(table.columns)
     assert np.isnan(table.loc["keras", "median_ms_1_threads"])  # TensorFlow's threads only
+    assert table.loc["keras", "median_ms_tf_threads"] > 0
+    assert np.isnan(table.loc["int8", "median_ms_tf_threads"])
     for row, predicted in predictions.items():
         assert table.loc[row, "test_accuracy"] == np.mean(predicted == data.labels)
