@@ -14,8 +14,6 @@
 
 from __future__ import annotations
 
-import time
-
 import keras
 import numpy as np
 import pandas as pd
@@ -185,7 +183,6 @@ def compare_finetuning(variants, **common) -> pd.DataFrame:
     for label, changes in variants.items():
         settings = {**common, **changes}
         print(f"-- {label}")
-        start = time.perf_counter()
         if settings.pop("images", False):
             for key in ("maps", "max_shift", "cut"):  # images need no cache
                 settings.pop(key, None)
@@ -194,11 +191,9 @@ def compare_finetuning(variants, **common) -> pd.DataFrame:
             for key in ("data", "preprocess", "augment"):
                 settings.pop(key, None)
             model, run = finetune_on_cache(**settings)
-        seconds = time.perf_counter() - start
         rows[label] = {"blocks": settings["blocks"],
                        "trained parameters": count_params(model)["trainable"],
                        "seconds per epoch": float(np.mean(run.epoch_seconds)),
-                       "total seconds": seconds,
                        "validation accuracy": max(run.history["val_accuracy"])}
     return pd.DataFrame.from_dict(rows, orient="index")
 
