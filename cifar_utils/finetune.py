@@ -205,6 +205,6 @@ def comparison_table(comparison) -> pd.DataFrame:
     return pd.DataFrame({
         "blocks fine-tuned": comparison["blocks"],
         "trained parameters": comparison["trained parameters"].map("{:,}".format),
-        "time per epoch": comparison["seconds per epoch"].map(format_duration),
+        "time per epoch (with validation)": comparison["seconds per epoch"].map(format_duration),
         "validation accuracy": comparison["validation accuracy"].map("{:.1%}".format),
     }, index=comparison.index)

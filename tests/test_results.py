@@ -215,3 +215,23 @@ def test_evaluation_report_saves_three_figures_and_returns_the_class_table(tmp_p
     saved = sorted(p.name for p in (tmp_path / "out" / "figures").iterdir())
     assert saved == ["03_confident_mistakes.png", "03_confusion_matrix.png", "03_predictions.png"]
     assert table.loc["mean (all classes)", "images"] == len(y)
+
+
+def test_a_saved_model_keeps_its_standardisation_statistics(tmp_path):
+    """Notebook 01 saves its CNN with an adapted Normalization inside; 04 loads it as is."""
+    import keras
+
+    from cifar_utils.shipping import with_preprocessing
+
+    pixels = np.random.default_rng(0).uniform(0, 255, size=(20, 32, 32, 3)).astype("float32")
+    standardize = keras.layers.Normalization()
+    standardize.adapt(pixels)
+    net = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.GlobalAveragePooling2D(),
+                            keras.layers.Dense(3, activation="softmax")], name="net")
+    model = with_preprocessing(net, standardize, name="improved_cnn")
+    make_recorder(tmp_path, "01_baseline_cnn").save_model(model, "improved_cnn")
+    loaded = make_recorder(tmp_path, "04_inside_and_shipping").load_model("01_improved_cnn")
+    np.testing.assert_allclose(loaded.predict(pixels, verbose=0),
+                               model.predict(pixels, verbose=0), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(loaded.predict(pixels, verbose=0),
+                           net.predict(pixels, verbose=0))  # the statistics are applied
