@@ -1,5 +1,6 @@
 # Two commands, each setting up its own environment on a fresh machine:
 #   make series   run every notebook in order (full mode), saving outputs, figures, results
+#                 (one of them: make series NOTEBOOKS=notebooks/01_baseline_cnn.ipynb)
 #   make test     unit tests, then every notebook executed by nbval in quick mode
 # Local copies of the data and weights: see "Offline use" in README.md.
 # Python 3.11, 3.12 or 3.13; another interpreter with e.g. `make PYTHON=python3.12 test`.
