@@ -39,25 +39,28 @@ from .training import (
 
 HEAD_RECIPES = {
     "classic": dict(units=128, dropout=0.5, l2=0, batchnorm=False, learning_rate=1e-4,
-                    batch_size=32, patience=3, reduce_lr_patience=0, mirrored=False),
+                    batch_size=32, patience=3, reduce_lr_patience=0, mirrored=False,
+                    epochs=60),
     "ours": dict(units=1024, dropout=0.5, l2=1e-4, batchnorm=True, learning_rate=1e-3,
-                 batch_size=256, patience=6, reduce_lr_patience=2, mirrored=True),
+                 batch_size=256, patience=6, reduce_lr_patience=2, mirrored=True, epochs=40),
 }
 """Notebook 02's heads: the classic tutorial head (Dense 128 + Dropout, Adam 1e-4, until
 validation accuracy stops improving) and ours (Dense 1024 + BatchNorm + Dropout + L2,
-trained on the features of the images and of their mirror images)."""
+trained on the features of the images and of their mirror images). `epochs` is the
+maximum; early stopping usually ends sooner."""
 
 
-def train_frozen_head(which, features, *, epochs):
+def train_frozen_head(which, features, *, epochs=None):
     """Train notebook 02's head `which` ("classic" or "ours") on pooled `features`.
 
     `features` comes from `extract_features` (with `mirrored=True` for "ours"). Early
-    stopping watches the validation accuracy, so `epochs` is a maximum. Returns
-    `(head, TrainingRun)`.
+    stopping watches the validation accuracy, so `epochs` is a maximum (None: the
+    recipe's, as in notebook 02). Returns `(head, TrainingRun)`.
     """
     if which not in HEAD_RECIPES:
         raise ValueError(f"which must be one of {sorted(HEAD_RECIPES)}, got {which!r}")
     recipe = HEAD_RECIPES[which]
+    epochs = recipe["epochs"] if epochs is None else epochs
     head = build_large_head(num_features=features.train.features.shape[1], units=recipe["units"],
                             dropout=recipe["dropout"], l2=recipe["l2"],
                             batchnorm=recipe["batchnorm"])

@@ -213,12 +213,13 @@ class Recorder:
         """Save a head trained on frozen features (`which`: "classic" or "ours") for notebook 03."""
         head.save(self._head_path(which))
 
-    def frozen_head(self, which, features, *, epochs, run):
+    def frozen_head(self, which, features, *, run, epochs=None):
         """Notebook 02's head `which` ("classic" or "ours"): loaded, or trained here.
 
         Without notebook 02's saved head (a notebook assigned on its own, a first run in
         Colab) it is trained now on the pooled `features`, as notebook 02 does
-        (`finetune.train_frozen_head`), and saved for next time: slower, not broken.
+        (`finetune.train_frozen_head`, at most `epochs`, by default the recipe's own
+        maximum), and saved for next time: slower, not broken.
         Returns `(head, seconds)`: the time the frozen stage took, from notebook 02's
         results file `run` (e.g. "02_frozen_mobilenetv2") or as measured here.
         """

@@ -235,3 +235,23 @@ def test_a_saved_model_keeps_its_standardisation_statistics(tmp_path):
                                model.predict(pixels, verbose=0), rtol=1e-5, atol=1e-6)
     assert not np.allclose(loaded.predict(pixels, verbose=0),
                            net.predict(pixels, verbose=0))  # the statistics are applied
+
+
+def test_a_head_trained_here_runs_notebook_02s_maximum_of_epochs(tmp_path, monkeypatch):
+    """Without `epochs`, notebook 03's fallback trains as long as notebook 02's recipe may."""
+    from cifar_utils import finetune
+
+    seen = {}
+    train = finetune.train_frozen_head
+
+    def spy(which, features, *, epochs=None):
+        head, run = train(which, features, epochs=epochs)
+        seen[which] = len(run.history["loss"])
+        return head, run
+
+    monkeypatch.setitem(finetune.HEAD_RECIPES["classic"], "epochs", 3)
+    monkeypatch.setitem(finetune.HEAD_RECIPES["classic"], "patience", 10)
+    monkeypatch.setattr(finetune, "train_frozen_head", spy)
+    make_recorder(tmp_path, "03_mobilenetv2_finetune").frozen_head(
+        "classic", tiny_features(), run="02_classic_frozen")
+    assert seen == {"classic": 3}
