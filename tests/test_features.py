@@ -34,7 +34,8 @@ def extractor():
 
 
 def run(extractor, x, tmp_path, **kwargs):
-    args = dict(image_size=32, preprocess=rescale, cache_dir=tmp_path, verbose=False)
+    args = dict(image_size=32, preprocess=rescale, cache_dir=tmp_path, verbose=False,
+                engine="tensorflow")  # counting the extractor's calls needs TensorFlow
     return features_of(extractor, x, **(args | kwargs))
 
 
@@ -119,15 +120,16 @@ def test_extract_features_covers_every_split_and_its_mirror(extractor, images, t
     data = CifarSplits(train=Split(x[:20], y[:20]), val=Split(x[20:30], y[20:30]),
                        test=Split(x[30:], y[30:]), provenance=None)
     first = extract_features(extractor, data, image_size=32, preprocess=rescale, mirrored=True,
-                             cache_dir=tmp_path)
+                             engine="tensorflow", cache_dir=tmp_path)
     assert first.train.features.shape == (20, 3) and np.array_equal(first.test.labels, y[30:])
     assert np.allclose(first.val_mirrored.features, first.val.features, atol=1e-5)  # mean colour
     both = first.train_and_mirrored()
     assert len(both.features) == 40 and np.array_equal(both.labels, np.tile(y[:20], 2))
     again = extract_features(extractor, data, image_size=32, preprocess=rescale, mirrored=True,
-                             cache_dir=tmp_path)
+                             engine="tensorflow", cache_dir=tmp_path)
     assert np.array_equal(again.test.features, first.test.features)
-    plain = extract_features(extractor, data, image_size=32, preprocess=rescale, cache_dir=tmp_path)
+    plain = extract_features(extractor, data, image_size=32, preprocess=rescale,
+                             engine="tensorflow", cache_dir=tmp_path)
     assert plain.train_mirrored is None
     with pytest.raises(ValueError, match="mirrored=True"):
         plain.train_and_mirrored()
@@ -136,3 +138,63 @@ def test_extract_features_covers_every_split_and_its_mirror(extractor, images, t
                                "and test images and their mirror images")
     assert lines[1].startswith("Loaded counting features") and lines[2].startswith("Loaded")
     assert len(list(tmp_path.glob("*.npy"))) == 6
+
+
+def small_cnn():
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((32, 32, 3)),
+                             keras.layers.Conv2D(8, 3, activation="relu"),
+                             keras.layers.DepthwiseConv2D(3, activation="relu"),
+                             keras.layers.BatchNormalization(),
+                             keras.layers.GlobalAveragePooling2D()], name="small_cnn")
+
+
+def test_litert_and_tensorflow_extract_the_same_features(images, tmp_path):
+    """The faster CPU engine changes nothing a float16 cache could keep (rounding ~5e-4)."""
+    x, _ = images
+    model = small_cnn()
+    tensorflow = run(model, x, tmp_path / "tf", engine="tensorflow")
+    litert = run(model, x, tmp_path / "litert", engine="litert")
+    assert litert.shape == tensorflow.shape == (40, 8)
+    np.testing.assert_allclose(litert, tensorflow, rtol=1e-5, atol=1e-5)
+
+
+def test_the_engine_is_litert_on_a_cpu_and_tensorflow_with_a_gpu(monkeypatch):
+    import tensorflow as tf
+
+    from cifar_utils import features, shipping
+
+    converted = []
+    monkeypatch.setattr(shipping.LiteRTModel, "from_keras",
+                        classmethod(lambda cls, model, num_threads: converted.append(model)))
+    model = small_cnn()
+    features.frozen_runner(model)
+    assert converted == []  # converted when first run, not before
+    dataset = tf.data.Dataset.from_tensor_slices(np.zeros((4, 32, 32, 3), np.float32)).batch(2)
+    with pytest.raises(AttributeError):  # the stand-in above returns None, which cannot run
+        features.frozen_runner(model)(dataset)
+    assert converted == [model]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"])
+        runner = features.frozen_runner(model)
+    assert runner(dataset).shape == (4, 8)  # TensorFlow, no conversion
+    assert converted == [model]
+    with pytest.raises(ValueError, match="'litert', 'tensorflow' or None"):
+        features.frozen_runner(model, engine="xnnpack")
+
+
+def test_extract_features_converts_the_network_once(images, tmp_path, monkeypatch):
+    from cifar_utils import shipping
+
+    x, y = images
+    data = CifarSplits(train=Split(x[:20], y[:20]), val=Split(x[20:30], y[20:30]),
+                       test=Split(x[30:], y[30:]), provenance=None)
+    conversions = []
+    from_keras = shipping.LiteRTModel.from_keras.__func__
+    monkeypatch.setattr(shipping.LiteRTModel, "from_keras", classmethod(
+        lambda cls, model, num_threads: conversions.append(model) or from_keras(cls, model,
+                                                                                  num_threads)))
+    maps = extract_features(small_cnn(), data, image_size=32, preprocess=rescale, mirrored=True,
+                            engine="litert", cache_dir=tmp_path)
+    assert len(conversions) == 1 and maps.test_mirrored.features.shape == (10, 8)
