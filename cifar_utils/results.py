@@ -309,7 +309,7 @@ def results_table(results) -> pd.DataFrame:
         "notebook": results["notebook"].str[:2],
         "test accuracy": results["test_accuracy"].map("{:.1%}".format),
         "parameters": results["params_total"].map("{:,}".format),
-        "trained": results["params_trainable"].map("{:,}".format),
+        "trained parameters": results["params_trainable"].map("{:,}".format),
         "training time": results["train_seconds"].map(format_duration),
         "image size": results["image_size"].map(lambda size: f"{size}×{size}"),
         "test-time mirror": mirror.map(lambda value: "yes" if value == "mirror" else "no"),

@@ -199,6 +199,7 @@ def test_results_table_is_formatted_for_people(tmp_path):
     assert table.loc["Improved CNN"].tolist() == ["01", "86.0%", "409,290", "408,000", "24.9 min",
                                                   "32×32", "yes"]
     assert table.loc["Frozen", "training time"] == "95 s"
+    assert table.loc["Frozen", "trained parameters"] == "1,320,000"
     assert table.loc["Frozen", "test-time mirror"] == "no"
     assert "0x" not in repr(table)  # no memory address in the text form
 
