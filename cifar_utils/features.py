@@ -185,25 +185,30 @@ class SplitFeatures:
     test_mirrored: FeatureSplit | None
     seconds: float
 
-    def map(self, model, *, batch_size=64, cache_dir=None) -> SplitFeatures:
+    def map(self, model, *, batch_size=64, engine=None, cache_dir=None) -> SplitFeatures:
         """The outputs of `model` (frozen) on every stored split, cached like the features.
 
         E.g. the upper part of a split backbone on cached activations gives the pooled
-        features without running the lower part again. `seconds` becomes the time of
-        this extraction plus the time `model` took. Prints one line.
+        features without running the lower part again. `engine` as in `frozen_runner`.
+        `seconds` becomes the time of this extraction plus the time `model` took. Prints
+        one line.
         """
+        import tensorflow as tf
+
         start = time.perf_counter()
         weights = fingerprint(*model.get_weights())
+        run = frozen_runner(model, engine)
         mapped, computed = {}, 0
         for key in _PARTS:
             part = getattr(self, key)
             if part is None:
                 mapped[key] = None
                 continue
+            batches = tf.data.Dataset.from_tensor_slices(part.features).batch(batch_size).map(
+                lambda x: tf.cast(x, tf.float32))
             values, now, _ = _cached(
                 [model.name, weights, fingerprint(part.features)], f"{model.name}-",
-                functools.partial(model.predict, part.features, batch_size=batch_size,
-                                  verbose=0), cache_dir)
+                functools.partial(run, batches), cache_dir)
             computed += len(values) if now else 0
             mapped[key] = FeatureSplit(values, part.labels)
         seconds = time.perf_counter() - start

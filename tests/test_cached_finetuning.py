@@ -186,17 +186,18 @@ def test_shifts_move_maps_by_whole_cells():
         make_cached_dataset(dataclasses.replace(features, train_mirrored=None), batch_size=8)
 
 
+@pytest.mark.parametrize("engine", ["litert", "tensorflow"])
 def test_pooled_features_from_the_maps_are_cached_and_match_the_backbone(backbone, tmp_path,
-                                                                        capsys):
+                                                                        capsys, engine):
     lower, upper = split_mobilenet_v2(backbone, "block_12_add")
     x = pixels(6)
     maps = lower.predict(x, verbose=0)
     part = FeatureSplit(maps, np.arange(6))
     features = SplitFeatures(part, part, part, None, None, None, seconds=2.0)
-    pooled = features.map(upper, cache_dir=tmp_path)
+    pooled = features.map(upper, engine=engine, cache_dir=tmp_path)
     assert np.allclose(pooled.test.features, backbone.predict(x, verbose=0), rtol=1e-4, atol=1e-5)
     assert pooled.train_mirrored is None and pooled.seconds >= 2.0
-    again = features.map(upper, cache_dir=tmp_path)
+    again = features.map(upper, engine=engine, cache_dir=tmp_path)
     assert np.array_equal(again.val.features, pooled.val.features)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("Computed") and lines[1].endswith("from the cache.")
