@@ -40,7 +40,7 @@ def export_litert(model, folder, name, *, representative_images, variants=VARIAN
 
     `model` should take what a device has: raw pixels in [0, 255] (see
     `with_preprocessing`). `representative_images` (a few hundred training images,
-    uint8 or float) calibrate the int8 variant's scales.
+    uint8 or float) calibrate the int8 variant's scales; only the int8 variant needs them.
     """
     import tensorflow as tf
 
@@ -49,7 +49,8 @@ def export_litert(model, folder, name, *, representative_images, variants=VARIAN
     paths = {}
     with tempfile.TemporaryDirectory() as tmp, _quiet():
         saved_model = str(Path(tmp) / "saved_model")
-        model.export(saved_model, format="tf_saved_model", verbose=False)
+        if set(variants) - {"float32"}:  # the converter's input, for the quantized variants
+            model.export(saved_model, format="tf_saved_model", verbose=False)
         for variant in variants:
             path = folder / f"{name}_{variant}.tflite"
             if variant == "float32":
@@ -103,33 +104,29 @@ def with_preprocessing(model, *layers, image_size=32, name=None):
 class LiteRTModel:
     """A `.tflite` file in the LiteRT interpreter: predictions and single-image latency."""
 
-    def __init__(self, path, num_threads=2):
-        self.path = Path(path)
-        self._load(model_path=str(self.path), num_threads=num_threads)
-
-    @classmethod
-    def from_keras(cls, model, num_threads=2) -> LiteRTModel:
-        """`model` converted to float32 LiteRT in memory: no file is left behind.
-
-        For running a frozen network fast on a CPU (see `features.extract_features`);
-        the conversion takes some seconds for MobileNetV2.
-        """
-        lite = cls.__new__(cls)
-        lite.path = None
-        with tempfile.TemporaryDirectory() as tmp, _quiet():
-            path = Path(tmp) / f"{model.name}.tflite"
-            model.export(str(path), format="litert", verbose=False)
-            lite._load(model_content=path.read_bytes(), num_threads=num_threads)
-        return lite
-
-    def _load(self, num_threads, **model):
+    def __init__(self, path=None, num_threads=2, *, content=None):
+        """Load the `.tflite` file `path`, or a model already in memory (`content`, bytes)."""
         from ai_edge_litert.interpreter import Interpreter
 
+        self.path = None if path is None else Path(path)
+        model = dict(model_content=content) if path is None else dict(model_path=str(path))
         with _quiet():
             self.interpreter = Interpreter(**model, num_threads=num_threads)
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         self._batch = None
+
+    @classmethod
+    def from_keras(cls, model, num_threads=2) -> LiteRTModel:
+        """`model` converted to float32 LiteRT and held in memory: no file is left behind.
+
+        For running a frozen network fast on a CPU (see `features.frozen_runner`); the
+        conversion takes some seconds for MobileNetV2.
+        """
+        with tempfile.TemporaryDirectory() as tmp:
+            path = export_litert(model, tmp, model.name, representative_images=None,
+                                 variants=("float32",))["float32"]
+            return cls(content=path.read_bytes(), num_threads=num_threads)
 
     @property
     def megabytes(self) -> float:
