@@ -108,6 +108,9 @@ class LiteRTModel:
         """Load the `.tflite` file `path`, or a model already in memory (`content`, bytes)."""
         from ai_edge_litert.interpreter import Interpreter
 
+        if (path is None) == (content is None):
+            raise ValueError("LiteRTModel takes either the path of a .tflite file or the "
+                             "model's bytes (content=), not both or neither.")
         self.path = None if path is None else Path(path)
         model = dict(model_content=content) if path is None else dict(model_path=str(path))
         with _quiet():

@@ -67,3 +67,14 @@ def test_compare_variants_tabulates_keras_and_every_variant(pixel_model, tmp_pat
     assert np.isnan(table.loc["int8", "median_ms_tf_threads"])
     for row, predicted in predictions.items():
         assert table.loc[row, "test_accuracy"] == np.mean(predicted == data.labels)
+
+
+def test_a_litert_model_comes_from_a_file_or_from_bytes_not_both(pixel_model, tmp_path):
+    model, data = pixel_model
+    path = export_litert(model, tmp_path, "tiny", representative_images=None,
+                         variants=("float32",))["float32"]
+    from_bytes = LiteRTModel(content=path.read_bytes())
+    np.testing.assert_allclose(from_bytes.run(data.images[:4]), LiteRTModel(path).run(data.images[:4]))
+    for wrong in (dict(), dict(path=path, content=path.read_bytes())):
+        with pytest.raises(ValueError, match="either the path of a .tflite file"):
+            LiteRTModel(**wrong)
