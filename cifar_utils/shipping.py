@@ -198,7 +198,7 @@ def keras_latency(model, image, calls=200, warmup=20) -> dict:
 
 
 def compare_variants(model, name, folder, test, *, representative_images, threads=(1, 2),
-                     calls=200):
+                     calls=200, keras_probabilities=None):
     """Export `model` (raw pixels in) to every LiteRT variant and measure each one.
 
     Returns `(table, predictions)`: one row per variant plus the Keras model for
@@ -206,18 +206,25 @@ def compare_variants(model, name, folder, test, *, representative_images, thread
     median and 90th-percentile latency of single-image calls (ms) with each number of
     `threads`; and the predicted classes of every test image, per row. The Keras row's
     size is its `.keras` file, and its latency (columns `*_tf_threads`) uses
-    TensorFlow's own threads.
+    TensorFlow's own threads. `keras_probabilities`: the Keras model's predictions for
+    `test.images`, if already computed (for MobileNetV2 on a CPU they take minutes).
     """
     import pandas as pd
 
     from .metrics import accuracy
 
+    if keras_probabilities is None:
+        keras_probabilities = model.predict(np.asarray(test.images, np.float32),
+                                            batch_size=100, verbose=0)
+    elif len(keras_probabilities) != len(test.images):
+        raise ValueError(f"keras_probabilities has {len(keras_probabilities)} rows for "
+                         f"{len(test.images)} test images: pass the Keras model's "
+                         "predictions for exactly these images, or None to compute them.")
     rows, predictions = {}, {}
     keras_file = Path(folder) / f"{name}.keras"
     Path(folder).mkdir(parents=True, exist_ok=True)
     model.save(keras_file)
-    probabilities = model.predict(np.asarray(test.images, np.float32), batch_size=100, verbose=0)
-    predictions["keras"] = probabilities.argmax(axis=1)
+    predictions["keras"] = np.asarray(keras_probabilities).argmax(axis=1)
     rows["keras"] = {"megabytes": keras_file.stat().st_size / 1e6,
                      "test_accuracy": accuracy(test.labels, predictions["keras"]),
                      **{f"{key}_tf_threads": value for key, value in  # TensorFlow's choice

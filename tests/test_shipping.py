@@ -69,6 +69,20 @@ def test_compare_variants_tabulates_keras_and_every_variant(pixel_model, tmp_pat
         assert table.loc[row, "test_accuracy"] == np.mean(predicted == data.labels)
 
 
+def test_compare_variants_uses_the_keras_predictions_it_is_given(pixel_model, tmp_path):
+    model, data = pixel_model
+    given = np.zeros((len(data.labels), 3))
+    given[:, 2] = 1  # every image "predicted" class 2, unlike the model itself
+    table, predictions = compare_variants(model, "tiny", tmp_path, data, calls=2,
+                                          representative_images=data.images[:20],
+                                          keras_probabilities=given)
+    assert (predictions["keras"] == 2).all()
+    assert table.loc["keras", "test_accuracy"] == np.mean(data.labels == 2)
+    with pytest.raises(ValueError, match="rows for 300 test images"):
+        compare_variants(model, "tiny", tmp_path, data, representative_images=None,
+                         keras_probabilities=given[:10])
+
+
 def test_a_litert_model_comes_from_a_file_or_from_bytes_not_both(pixel_model, tmp_path):
     model, data = pixel_model
     path = export_litert(model, tmp_path, "tiny", representative_images=None,
