@@ -234,34 +234,66 @@ def plot_grad_cam(images, labels, explanations, class_names=CLASS_NAMES, title=N
     return fig
 
 
-def plot_tradeoffs(results):
-    """Test accuracy against training time, file size and single-image latency, per model.
+VARIANT_MARKERS = {"keras": ("o", "Keras (TensorFlow's threads)"), "float32": ("s", "LiteRT float32"),
+                   "float16": ("^", "LiteRT float16"), "dynamic": ("D", "LiteRT dynamic range"),
+                   "int8": ("*", "LiteRT int8")}
 
-    `results` is `load_results` of the whole series. Training time is known for every
-    model; size and latency only for the models notebook 04 exported (Keras and LiteRT).
+
+def plot_tradeoffs(results):
+    """Test accuracy against training time, file size and single-image latency.
+
+    `results` is `load_results` of the whole series. Each trained model has one colour in
+    all three panels; training time is known for every model, size and latency for the
+    models notebook 04 exported, one marker per variant (the Keras model's latency uses
+    TensorFlow's own threads, the LiteRT files 2 threads). Legends instead of labels:
+    the variants of one model sit too close together to label.
     """
-    from matplotlib.ticker import PercentFormatter
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, PercentFormatter
 
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
-    panels = [("train_seconds", 1 / 60, "training time (minutes)"),
-              ("megabytes", 1, "model file size (MB)"),
-              ("median_ms_2_threads", 1, "single-image latency, 2 threads (ms, median)")]
-    for ax, (column, scale, label) in zip(axes, panels, strict=True):
-        shown = results.dropna(subset=[column]) if column in results else results.iloc[:0]
-        if column == "train_seconds" and "variant" in shown:
-            shown = shown[shown["variant"].isna()]  # one point per trained model
-        else:
-            ax.set_xscale("log")
-        for _, row in shown.iterrows():
-            ax.scatter(row[column] * scale, row["test_accuracy"], s=30)
-            ax.annotate(row["model"], (row[column] * scale, row["test_accuracy"]), fontsize=7,
-                        xytext=(4, 2), textcoords="offset points")
+    if "variant" in results:
+        trained, exported = results[results["variant"].isna()], results[results["variant"].notna()]
+    else:
+        trained, exported = results, results.iloc[:0]
+    colors = {run: f"C{i}" for i, run in enumerate(trained["run"])}
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5.2), sharey=True)
+    for _, row in trained.iterrows():
+        axes[0].scatter(row["train_seconds"] / 60, row["test_accuracy"], s=50,
+                        color=colors[row["run"]])
+    for _, row in exported.iterrows():
+        marker, _ = VARIANT_MARKERS[row["variant"]]
+        style = dict(marker=marker, s=90 if marker == "*" else 50,
+                     color=colors.get(row["source_run"], "gray"), edgecolor="black",
+                     linewidth=0.5)
+        latency = row.get("median_ms_2_threads")
+        if latency is None or np.isnan(latency):  # the Keras model: TensorFlow's threads
+            latency = row.get("median_ms_tf_threads")
+        axes[1].scatter(row["megabytes"], row["test_accuracy"], **style)
+        axes[2].scatter(latency, row["test_accuracy"], **style)
+    labels = ["training time on this machine (minutes)", "model file size (MB)",
+              "single-image latency on this machine (ms, median)"]
+    for ax, label in zip(axes, labels, strict=True):
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
-        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    for ax in axes[1:]:  # log scales, labelled 1, 2, 5, 10, 20, ... rather than 10^0
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
     axes[0].set_ylabel("test accuracy")
-    fig.tight_layout()
+    axes[0].yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    models = [Line2D([], [], linestyle="", marker="o", color=colors[run], label=name)
+              for run, name in zip(trained["run"], trained["model"], strict=True)]
+    shown = [v for v in VARIANT_MARKERS if v in set(exported.get("variant", ()))]
+    variants = [Line2D([], [], linestyle="", marker=VARIANT_MARKERS[v][0], color="white",
+                       markeredgecolor="black", label=VARIANT_MARKERS[v][1]) for v in shown]
+    fig.legend(handles=models, loc="lower center", ncol=3, bbox_to_anchor=(0.5, 0.06),
+               frameon=False)
+    if variants:
+        fig.legend(handles=variants, loc="lower center", ncol=len(variants),
+                   bbox_to_anchor=(0.5, -0.01), frameon=False)
+    fig.tight_layout(rect=(0, 0.17, 1, 1))
     return fig
 
 

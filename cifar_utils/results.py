@@ -271,7 +271,12 @@ class Recorder:
         of the trained model, e.g. "01_improved_cnn"), so that every chart of the
         series can place it. Returns the paths.
         """
-        source = _read_record(self.folders.results / f"{source_run}.json")
+        source_path = self.folders.results / f"{source_run}.json"
+        if not source_path.is_file():
+            raise FileNotFoundError(
+                f"no results file {source_path.name} in {self.folders.results}: run notebook "
+                f"{source_run[:2]}, which trains that model, before saving its variants.")
+        source = _read_record(source_path)
         paths = []
         for row, values in table.iterrows():
             fields = {key: None if np.isnan(value) else float(value)  # JSON has no NaN

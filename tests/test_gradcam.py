@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from cifar_utils.gradcam import grad_cam, last_feature_map, upsample
+from cifar_utils.gradcam import grad_cam, last_feature_map, pick_examples, upsample
 from cifar_utils.models import build_transfer_model, chain
 
 
@@ -72,3 +72,15 @@ def test_transfer_models_find_mobilenets_last_map():
 def test_upsample_to_the_image_size():
     big = upsample(np.eye(4)[None], 32)
     assert big.shape == (1, 32, 32) and big[0, 0, 0] > 0.5 > big[0, 0, 31]
+
+
+def test_examples_are_the_same_images_for_every_model():
+    labels = np.array([0, 1, 2, 0, 1])
+    first = np.eye(3)[[0, 1, 2, 1, 1]]        # right on 0, 1, 2, 4
+    last = np.eye(3)[[0, 2, 2, 1, 0]] * 0.5 + 0.1  # right on 0, 2; wrong on 1, 3, 4
+    last[3, 1], last[4, 0] = 0.9, 0.5           # mistakes by confidence: 3, 1, 4
+    probabilities = {"cnn": first, "mobilenet": last}
+    assert pick_examples(labels, probabilities, kind="correct", n=5).tolist() == [0, 2]
+    assert pick_examples(labels, probabilities, kind="mistakes", n=2).tolist() == [3, 1]
+    with pytest.raises(ValueError, match="'correct' or 'mistakes'"):
+        pick_examples(labels, probabilities, kind="best")

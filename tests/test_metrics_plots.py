@@ -205,3 +205,52 @@ def test_mirror_helps_decides_on_the_given_split_and_says_so(capsys):
                                        "test-time mirroring is on.\n")
     assert mirror_helps(MirrorAwareModel(), images, images, labels) is False  # a tie: off
     assert "mirroring is off" in capsys.readouterr().out
+
+
+def series_results():
+    """Two trained models, and the Keras and LiteRT variants of the second one."""
+    trained = pd.DataFrame({"run": ["01_a", "03_b"], "model": ["A", "B"],
+                            "test_accuracy": [0.76, 0.88], "train_seconds": [600.0, 4200.0]})
+    variants = pd.DataFrame({
+        "run": [f"04_b_{v}" for v in ("keras", "float32", "int8")],
+        "model": ["B (Keras)", "B (LiteRT float32)", "B (LiteRT int8)"],
+        "test_accuracy": [0.88, 0.88, 0.875], "train_seconds": [4200.0] * 3,
+        "variant": ["keras", "float32", "int8"], "source_run": ["03_b"] * 3,
+        "megabytes": [30.0, 9.0, 2.6], "median_ms_2_threads": [np.nan, 6.0, 4.0],
+        "median_ms_tf_threads": [40.0, np.nan, np.nan]})
+    return pd.concat([trained, variants], ignore_index=True)
+
+
+def test_tradeoffs_place_each_model_once_by_training_time_and_each_variant_by_size_and_latency():
+    fig = plots.plot_tradeoffs(series_results())
+    time, size, latency = fig.axes
+    points = [np.concatenate([c.get_offsets() for c in ax.collections]) for ax in fig.axes]
+    assert points[0].tolist() == [[10.0, 0.76], [70.0, 0.88]]  # minutes; variants not repeated
+    assert sorted(points[1][:, 0]) == [2.6, 9.0, 30.0]
+    assert sorted(points[2][:, 0]) == [4.0, 6.0, 40.0]  # the Keras model at TensorFlow's threads
+    colors = {tuple(c.get_facecolor()[0]) for ax in (size, latency) for c in ax.collections}
+    assert colors == {tuple(time.collections[1].get_facecolor()[0])}  # B's colour throughout
+    legends = [[t.get_text() for t in legend.get_texts()] for legend in fig.legends]
+    assert legends == [["A", "B"], ["Keras (TensorFlow's threads)", "LiteRT float32", "LiteRT int8"]]
+    assert size.get_xscale() == latency.get_xscale() == "log"
+
+
+def test_tradeoffs_of_trained_models_only():
+    fig = plots.plot_tradeoffs(series_results().iloc[:2].drop(columns=["variant"]))
+    assert [len(ax.collections) for ax in fig.axes] == [2, 0, 0] and len(fig.legends) == 1
+
+
+def test_grad_cam_grid_shows_the_image_then_each_models_overlay(images):
+    x, y = images
+    x, y = x[:3], y[:3]
+    heatmaps = np.random.default_rng(0).uniform(size=(3, 4, 4))
+    right = np.eye(10)[y] * 0.9 + 0.01
+    wrong = np.eye(10)[(y + 1) % 10] * 0.9 + 0.01
+    fig = plots.plot_grad_cam(x, y, {"cnn": (heatmaps, right), "mobilenet": (heatmaps, wrong)})
+    assert len(fig.axes) == 3 * 3
+    first_row = fig.axes[:3]
+    assert first_row[0].get_title() == f"true: {CLASS_NAMES[y[0]]}"
+    assert first_row[1].get_title() == f"cnn:\n{CLASS_NAMES[y[0]]} 91%"
+    assert first_row[1].title.get_color() == "black" and first_row[2].title.get_color() == "red"
+    assert len(first_row[1].images) == 2  # the image, and the heatmap over it
+    assert first_row[1].images[1].get_array().shape == x.shape[1:3]  # stretched to the image

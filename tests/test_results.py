@@ -256,3 +256,29 @@ def test_a_head_trained_here_runs_notebook_02s_maximum_of_epochs(tmp_path, monke
     make_recorder(tmp_path, "03_mobilenetv2_finetune").frozen_head(
         "classic", tiny_features(), run="02_classic_frozen")
     assert seen == {"classic": 3}
+
+
+def test_each_shipped_variant_is_saved_as_a_run_carrying_its_source_models_training(tmp_path):
+    import pandas as pd
+
+    trainer = make_recorder(tmp_path, "01_baseline_cnn")
+    save_results("01_cnn", trainer.folders.results, model="CNN", params_total=400,
+                 params_trainable=390, train_seconds=1500.0, image_size=32)
+    recorder = make_recorder(tmp_path, "04_inside_and_shipping")
+    table = pd.DataFrame({"megabytes": [1.6, 0.4], "test_accuracy": [0.75, 0.5],
+                          "median_ms_tf_threads": [9.0, np.nan],
+                          "median_ms_2_threads": [np.nan, 1.5]}, index=["keras", "int8"])
+    predictions = {"keras": np.array([1, 2, 3, 4]), "int8": np.array([1, 2, 0, 0])}
+    paths = recorder.save_variants("cnn", "CNN", table, predictions, source_run="01_cnn")
+    assert [p.name for p in paths] == ["04_cnn_keras.json", "04_cnn_int8.json"]
+    keras_record, int8 = (json.loads(p.read_text()) for p in paths)
+    assert keras_record["model"] == "CNN (Keras)" and int8["model"] == "CNN (LiteRT int8)"
+    assert int8["variant"] == "int8" and int8["source_run"] == "01_cnn"
+    assert int8["test_accuracy"] == 0.5 and int8["test_images"] == 4
+    assert (int8["params_total"], int8["train_seconds"], int8["image_size"]) == (400, 1500.0, 32)
+    assert int8["megabytes"] == 0.4 and int8["median_ms_2_threads"] == 1.5
+    assert int8["median_ms_tf_threads"] is None  # not measured: null, not NaN, in the JSON
+    assert int8["notebook"] == "04_inside_and_shipping.ipynb"
+    assert np.load(recorder.folders.results / int8["predictions_file"]).tolist() == [1, 2, 0, 0]
+    with pytest.raises(FileNotFoundError, match="no results file 01_missing.json .* run notebook 01"):
+        recorder.save_variants("cnn", "CNN", table, predictions, source_run="01_missing")

@@ -10,7 +10,9 @@ from cifar_utils.shipping import (
     LiteRTModel,
     compare_variants,
     export_litert,
+    keras_latency,
     measure_latency,
+    shipping_table,
     with_preprocessing,
 )
 
@@ -92,3 +94,23 @@ def test_a_litert_model_comes_from_a_file_or_from_bytes_not_both(pixel_model, tm
     for wrong in (dict(), dict(path=path, content=path.read_bytes())):
         with pytest.raises(ValueError, match="either the path of a .tflite file"):
             LiteRTModel(**wrong)
+
+
+def test_keras_latency_times_single_images(pixel_model):
+    model, data = pixel_model
+    timing = keras_latency(model, data.images[0], calls=10, warmup=2)
+    assert set(timing) == {"median_ms", "p90_ms"} and 0 < timing["median_ms"] <= timing["p90_ms"]
+
+
+def test_shipping_table_is_formatted_for_people():
+    import pandas as pd
+
+    table = pd.DataFrame({"megabytes": [1.234, 0.31], "test_accuracy": [0.8567, 0.85],
+                          "median_ms_tf_threads": [12.34, np.nan],
+                          "median_ms_1_threads": [np.nan, 2.0],
+                          "p90_ms_1_threads": [np.nan, 2.5]}, index=["keras", "int8"])
+    shown = shipping_table(table)
+    assert list(shown.columns) == ["file size", "test accuracy", "median, TensorFlow's threads",
+                                   "median, 1 thread", "90th percentile, 1 thread"]
+    assert shown.loc["keras"].tolist() == ["1.23 MB", "85.67%", "12.3 ms", "—", "—"]
+    assert shown.loc["int8"].tolist() == ["0.31 MB", "85.00%", "—", "2.0 ms", "2.5 ms"]
