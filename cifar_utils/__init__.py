@@ -11,7 +11,8 @@ The notebooks tell the story; this package holds the code they share:
 * `training`      seeding, compiling, schedules, callbacks, a quiet timed `fit`, quick mode
 * `metrics`       evaluation, test-time mirroring, accuracy tables
 * `gradcam`       Grad-CAM heatmaps, nested models included
-* `shipping`      LiteRT export (float32, float16, dynamic-range, int8), accuracy, latency
+* `shipping`      LiteRT export (float32, float16, dynamic-range, int8), accuracy, latency,
+                  where int8 errs
 * `plots`         every figure of the series
 * `results`       the `Recorder` that saves runs, figures and heads; results tables
 * `files`         where notebooks write, and atomic writes
@@ -46,7 +47,8 @@ _EXPORTS = {
                  "quick_mode", "set_seed", "standard_callbacks", "validation_accuracy"],
     "metrics": ["classification_table", "evaluate", "mirror_helps"],
     "gradcam": ["grad_cam", "pick_examples"],
-    "shipping": ["compare_variants", "shipping_table", "with_preprocessing"],
+    "shipping": ["compare_variants", "quantization_errors", "shipping_table",
+                 "with_preprocessing"],
     "plots": ["plot_class_examples", "plot_comparison", "plot_confident_mistakes",
               "plot_confusion_matrix", "plot_grad_cam", "plot_history", "plot_predictions",
               "plot_tradeoffs"],

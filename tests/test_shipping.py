@@ -12,6 +12,7 @@ from cifar_utils.shipping import (
     export_litert,
     keras_latency,
     measure_latency,
+    quantization_errors,
     shipping_table,
     with_preprocessing,
 )
@@ -114,3 +115,29 @@ def test_shipping_table_is_formatted_for_people():
                                    "median, 1 thread", "90th percentile, 1 thread"]
     assert shown.loc["keras"].tolist() == ["1.23 MB", "85.67%", "12.3 ms", "—", "—"]
     assert shown.loc["int8"].tolist() == ["0.31 MB", "85.00%", "—", "2.0 ms", "2.5 ms"]
+
+
+def test_quantization_errors_point_at_the_layer_whose_weights_round_badly():
+    """conv_b weighs a near-zero input by 1000 and the input that matters by 1: in 8 bits
+    (one scale per filter) the 1 rounds to 0, so conv_b's output is lost, many steps off.
+    conv_a's weights round well: it errs by about the rounding of its output."""
+    x = np.random.default_rng(0).uniform(0, 255, size=(20, 8, 8, 3)).astype("float32")
+    conv_a = keras.layers.Conv2D(2, 1, name="conv_a")
+    conv_b = keras.layers.Conv2D(1, 1, name="conv_b")
+    net = keras.Sequential([keras.Input((8, 8, 3)), conv_a, conv_b,
+                            keras.layers.GlobalAveragePooling2D(name="pool"),
+                            keras.layers.Dense(2, activation="softmax", name="out")], name="net")
+    conv_a.set_weights([np.array([[0.0, 1.0], [0, 0], [0, 0]]).reshape(1, 1, 3, 2),
+                        np.zeros(2)])  # channel 0: zero; channel 1: the red channel
+    conv_b.set_weights([np.array([1000.0, 1.0]).reshape(1, 1, 2, 1), np.zeros(1)])
+    model = with_preprocessing(net, keras.layers.Rescaling(1 / 255), image_size=8)
+
+    table = quantization_errors(model, x, top=3)
+
+    assert list(table.columns) == ["layer", "operation", "scale", "error (steps)"]
+    assert len(table) == 3
+    assert table["error (steps)"].is_monotonic_decreasing
+    assert table.loc[0, "layer"] == "conv_b" and table.loc[0, "operation"] == "CONV_2D"
+    assert table.loc[0, "error (steps)"] > 10
+    errors = quantization_errors(model, x, top=None).set_index("layer")["error (steps)"]
+    assert errors["conv_a"] < 0.5  # rounding alone: about 0.29 steps
