@@ -319,7 +319,7 @@ def results_table(results) -> pd.DataFrame:
         "image size": results["image_size"].map(lambda size: f"{size}×{size}"),
         "test-time mirror": mirror.map(lambda value: "yes" if value == "mirror" else "no"),
     })
-    if "megabytes" in results:  # notebook 04's exported models
+    if "megabytes" in results and results["megabytes"].notna().any():  # 04's exported models
         table["file size"] = results["megabytes"].map(
             lambda v: "—" if pd.isna(v) else f"{v:.2f} MB")
         table["latency (2 threads)"] = results["median_ms_2_threads"].map(

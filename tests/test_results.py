@@ -204,6 +204,22 @@ def test_results_table_is_formatted_for_people(tmp_path):
     assert "0x" not in repr(table)  # no memory address in the text form
 
 
+def test_results_table_shows_shipping_columns_only_for_rows_that_have_them(tmp_path):
+    """Notebook 01's table, read while notebook 04's files exist, has no empty columns."""
+    save_results("01_cnn", tmp_path, model="Improved CNN", notebook="01_baseline_cnn.ipynb",
+                 test_accuracy=0.86, params_total=409_290, params_trainable=408_000,
+                 train_seconds=1492.0, image_size=32)
+    save_results("04_cnn_int8", tmp_path, model="Improved CNN (LiteRT int8)",
+                 notebook="04_inside_and_shipping.ipynb", test_accuracy=0.85,
+                 params_total=409_290, params_trainable=408_000, train_seconds=1492.0,
+                 image_size=32, megabytes=0.44, median_ms_2_threads=0.8)
+    results = load_results(tmp_path)
+    assert "file size" not in results_table(results[results["run"].str[:2] <= "01"])
+    table = results_table(results)
+    assert table.loc["Improved CNN (LiteRT int8)", "file size"] == "0.44 MB"
+    assert table.loc["Improved CNN", "latency (2 threads)"] == "—"
+
+
 def test_evaluation_report_saves_three_figures_and_returns_the_class_table(tmp_path, images):
     from cifar_utils.data import Split
     from cifar_utils.metrics import Evaluation
