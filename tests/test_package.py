@@ -51,3 +51,16 @@ def test_start_tensorflow_is_quiet_and_says_where_it_runs():
                             check=True)
     assert result.stdout.startswith("TensorFlow 2.") and "running on" in result.stdout
     assert result.stderr == ""
+
+
+def test_float16_arrays_add_no_native_log_lines_after_start():
+    """The cached maps are float16; TensorFlow's one-off oneDNN notice about float16 on
+    CPUs without AVX-512 FP16 (a C++ log line) must not land in a notebook's output."""
+    code = ("import cifar_utils, numpy as np; cifar_utils.start_tensorflow()\n"
+            "import tensorflow as tf\n"
+            "tf.cast(tf.constant(np.ones((2, 2), np.float16)), tf.float32)\n"
+            "print('ok')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout == "ok\n"
+    assert result.stderr == ""
