@@ -67,13 +67,12 @@ def start_tensorflow() -> str:
     (oneDNN notices, "could not find cuda drivers"), before its log level applies, so
     `TF_CPP_MIN_LOG_LEVEL` cannot hide them and they fill a notebook's first output.
     The process's native stderr is muted for that start-up only; Python errors still
-    surface as usual. One more notice is printed once per process, from C++, the first
-    time TensorFlow touches a float16 tensor on a CPU whose oneDNN has no float16
-    kernels (it falls back to its own, correctly); the feature cache stores float16
-    maps, so that first touch happens here, muted. TensorFlow's Python logger is set
-    to errors only: its warnings
-    (e.g. about retracing when a notebook compares several fresh models) are hints
-    for library authors, not for readers.
+    surface as usual. One more C++ notice comes once per process, the first time
+    TensorFlow touches a float16 tensor on a CPU whose oneDNN has no float16 kernels
+    (it falls back to its own, correctly); the feature cache stores float16 maps, so
+    that first touch happens here, muted. TensorFlow's Python logger is set to errors
+    only: its warnings (e.g. about retracing when a notebook compares several fresh
+    models) are hints for library authors, not for readers.
     """
     with _native_stderr_muted():
         import keras
