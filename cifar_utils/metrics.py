@@ -1,12 +1,5 @@
-"""Evaluation numbers: predictions, accuracy, confusion matrix, per-class table.
-
-Plain NumPy and pandas, so every number can be recomputed from a saved predictions
-file without TensorFlow. `evaluate` makes the one prediction pass a model needs;
-`mirror_helps` decides on the validation split whether test-time mirroring is used.
-
-Advanced: `predict_proba`, `accuracy` and `confusion_matrix` are the pieces the others
-are made of.
-"""
+"""Evaluation numbers, in plain NumPy and pandas: every number can be recomputed from a saved
+predictions file without TensorFlow."""
 
 from __future__ import annotations
 
@@ -27,7 +20,6 @@ def predict_proba(model, data, batch_size=256):
 @dataclass
 class Evaluation:
     """A model's test-set outputs: probabilities, predicted classes, accuracy and loss."""
-
     probabilities: np.ndarray
     predictions: np.ndarray
     accuracy: float
@@ -37,14 +29,10 @@ class Evaluation:
 def evaluate(model, data, y_true, *, mirrored=None) -> Evaluation:
     """Predict `data` (array or dataset, in the order of `y_true`) and score the predictions.
 
-    `mirrored`, when given, holds the same images flipped left to right (or their
-    features), e.g. `make_dataset(..., mirrored=True)`. The probabilities of the two views are averaged: test-time augmentation,
-    which helps a model trained with random flips, since it has learned that a mirrored
-    image shows the same class. It costs one more prediction pass and no training.
-
-    The loss is the mean cross-entropy, as Keras computes it (probabilities clipped at
-    1e-7), so it matches `model.evaluate` while needing only one pass over the data.
-    """
+    `mirrored`: the same images flipped (e.g. `make_dataset(..., mirrored=True)`); averaging
+    their probabilities in is test-time augmentation, which helps models trained with flips.
+    The loss is `model.evaluate`'s (mean cross-entropy, probabilities clipped at 1e-7), without
+    its second pass over the data."""
     probabilities = predict_proba(model, data)
     if mirrored is not None:
         flipped = predict_proba(model, mirrored)
@@ -63,11 +51,9 @@ def evaluate(model, data, y_true, *, mirrored=None) -> Evaluation:
 
 
 def mirror_helps(model, data, mirrored, y_true) -> bool:
-    """Whether averaging with the mirrored images raises validation accuracy; prints both.
+    """True when averaging with the mirrored images strictly raises accuracy; prints both.
 
-    Pass the **validation** inputs: the decision is a setting, and settings are never
-    chosen on the test set. Returns True when the average is strictly better.
-    """
+    Pass the **validation** inputs: settings are never chosen on the test set."""
     single = evaluate(model, data, y_true).accuracy
     both = evaluate(model, data, y_true, mirrored=mirrored).accuracy
     helps = both > single
@@ -93,17 +79,15 @@ def confusion_matrix(y_true, y_pred, num_classes=len(CLASS_NAMES)) -> np.ndarray
 def classification_table(y_true, y_pred, class_names=CLASS_NAMES) -> pd.DataFrame:
     """Precision, recall and F1 per class in percent, the number of images, and their mean.
 
-    Recall of a class: how many of its images were found. Precision: how many of the
-    images predicted as that class really belong to it. F1 is their harmonic mean.
-    """
+    Recall: the share of a class's images found. Precision: the share of the images
+    predicted as a class that belong to it. F1 is their harmonic mean."""
     matrix = confusion_matrix(y_true, y_pred, len(class_names))
     hits = np.diag(matrix).astype(float)
     predicted, support = matrix.sum(axis=0), matrix.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         precision = np.where(predicted > 0, hits / predicted, 0.0)
         recall = np.where(support > 0, hits / support, 0.0)
-        f1 = np.where(precision + recall > 0,
-                      2 * precision * recall / (precision + recall), 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
     table = pd.DataFrame({"precision %": 100 * precision, "recall %": 100 * recall,
                           "F1 %": 100 * f1, "images": support},
                          index=pd.Index(class_names, name="class"))

@@ -1,9 +1,4 @@
-"""Figures for the notebooks: examples, training curves, confusion matrices, predictions.
-
-Every function returns a matplotlib `Figure` (shown inline in Jupyter) sized to be
-readable on GitHub. Notebooks save them with `Recorder.save_figure`, which calls
-`save_figure` with the notebook's number in the file name.
-"""
+"""Every figure of the notebooks, each returned as a matplotlib `Figure` readable on GitHub."""
 
 from __future__ import annotations
 
@@ -17,61 +12,52 @@ from .metrics import confusion_matrix
 
 
 def _pyplot():
-    # Imported on first use: importing pyplot can build matplotlib's font cache.
-    import matplotlib.pyplot as plt
-
+    import matplotlib.pyplot as plt  # on first use: importing pyplot can build the font cache
     return plt
 
 
-def _image_grid(images, titles, colors=None, columns=8, title=None):
-    plt = _pyplot()
-    rows = int(np.ceil(len(images) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(1.45 * columns, 1.9 * rows + 0.4),
-                             squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < len(images):
-            ax.imshow(images[i], interpolation="nearest")
-            ax.set_title(titles[i], fontsize=8, color=(colors[i] if colors else "black"))
+def _finish(fig, title=None):
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
+def _image_grid(images, titles, colors=None, columns=8, title=None):
+    rows = int(np.ceil(len(images) / columns))
+    fig, axes = _pyplot().subplots(rows, columns, figsize=(1.45 * columns, 1.9 * rows + 0.4),
+                                   squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(images):
+            ax.imshow(images[i], interpolation="nearest")
+            ax.set_title(titles[i], fontsize=8, color=(colors[i] if colors else "black"))
+    return _finish(fig, title)
+
+
 def plot_class_examples(x, y, class_names=CLASS_NAMES, per_class=8, seed=0):
     """A grid with one labelled row per class and `per_class` random example images."""
-    plt = _pyplot()
     rng = np.random.default_rng(seed)
-    fig, axes = plt.subplots(len(class_names), per_class,
-                             figsize=(0.9 * per_class + 1.3, 0.9 * len(class_names)),
-                             squeeze=False)
+    fig, axes = _pyplot().subplots(len(class_names), per_class, squeeze=False,
+                                   figsize=(0.9 * per_class + 1.3, 0.9 * len(class_names)))
     for label, (name, row) in enumerate(zip(class_names, axes, strict=True)):
         picks = rng.choice(np.flatnonzero(y == label), size=per_class, replace=False)
         for ax, image in zip(row, x[picks], strict=True):
             ax.imshow(image, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_visible(False)
+            ax.set(xticks=[], yticks=[])
+            ax.spines[:].set_visible(False)
         row[0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=13)
     fig.subplots_adjust(left=0.16, right=0.99, top=0.99, bottom=0.01, wspace=0.05, hspace=0.05)
     return fig
 
 
 def plot_history(runs, title=None):
-    """Loss, accuracy and learning rate per epoch, training (dashed) and validation (solid).
+    """Loss, accuracy and learning rate per epoch trained, training dashed, validation solid.
 
-    The x axis counts epochs trained: epoch k's metrics stand at k, and the learning
-    rate is drawn along the way (0 is the start of training).
-
-    `runs` is one history (a dict of metric lists, a `keras.callbacks.History` or a
-    `training.TrainingRun`) or a dict `{label: history}` to compare several runs. The
-    learning-rate panel needs `TrainingRun`s (they record it); it shows a warm-up, a
-    decay or a reduce-on-plateau step at a glance.
-    """
+    `runs`: one history (a dict of metric lists, a Keras `History` or a `TrainingLog`) or
+    `{label: history}`. `TrainingLog`s record the learning rate too: its panel shows a warm-up,
+    decay or reduce-on-plateau step at a glance."""
     from matplotlib.ticker import MaxNLocator, PercentFormatter
-
     plt = _pyplot()
     if _as_metrics(runs) is not None:
         runs = {"": runs}
@@ -92,12 +78,11 @@ def plot_history(runs, title=None):
                         color=color, label=f"{label} validation".strip())
             longest = max(longest, len(epochs))
         if with_lr and getattr(run, "learning_rates", None):
-            position, rate = np.array(run.learning_rates).T
+            position, rate = np.array(run.learning_rates).T  # position 0: start of training
             axes[2].plot(position, rate, "-", color=color, label=label or None)
     for ax, name in zip(axes, ("loss", "accuracy", "learning rate"), strict=False):
-        ax.set_xlabel("epochs trained")
-        ax.set_ylabel(name)
-        ax.set_xlim(0 if name == "learning rate" else 0.7, longest + 0.3)
+        ax.set(xlabel="epochs trained", ylabel=name,
+               xlim=(0 if name == "learning rate" else 0.7, longest + 0.3))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
@@ -105,10 +90,7 @@ def plot_history(runs, title=None):
     axes[1].yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     if with_lr:
         axes[2].ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, title)
 
 
 def _as_metrics(run):
@@ -119,30 +101,22 @@ def _as_metrics(run):
 
 
 def plot_confusion_matrix(y_true, y_pred, class_names=CLASS_NAMES, normalize=True, title=None):
-    """Confusion matrix as a heatmap: rows are true classes, columns predictions.
-
-    `normalize=True` shows each row as percentages (the diagonal is per-class recall),
-    which makes classes comparable; `normalize=False` shows raw counts.
-    """
+    """Confusion matrix heatmap, rows true classes; `normalize` shows row percentages, which make
+    classes comparable (the diagonal is per-class recall), else counts."""
     import seaborn as sns
-
-    plt = _pyplot()
     matrix = confusion_matrix(y_true, y_pred, len(class_names))
     if normalize:
         values = 100 * matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
         fmt, label = ".0f", "% of true class"
     else:
         values, fmt, label = matrix, "d", "images"
-    fig, ax = plt.subplots(figsize=(7.5, 6.2))
+    fig, ax = _pyplot().subplots(figsize=(7.5, 6.2))
     sns.heatmap(values, annot=True, fmt=fmt, cmap="Blues", square=True, ax=ax,
                 xticklabels=class_names, yticklabels=class_names,
                 cbar_kws={"label": label, "shrink": 0.8}, annot_kws={"fontsize": 8})
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
-    ax.set_title(title or ("Confusion matrix (row-normalised)" if normalize
-                           else "Confusion matrix (counts)"))
-    fig.tight_layout()
-    return fig
+    ax.set(xlabel="predicted class", ylabel="true class", title=title or (
+        "Confusion matrix (row-normalised)" if normalize else "Confusion matrix (counts)"))
+    return _finish(fig)
 
 
 def plot_predictions(x, y_true, y_pred, class_names=CLASS_NAMES, n=24, seed=0):
@@ -165,56 +139,48 @@ def plot_confident_mistakes(x, y_true, probabilities, class_names=CLASS_NAMES, n
     worst = wrong[np.argsort(-probabilities[wrong, y_pred[wrong]])][:n]
     titles = [f"{class_names[y_pred[i]]} {probabilities[i, y_pred[i]]:.0%}\n"
               f"(true: {class_names[y_true[i]]})" for i in worst]
-    return _image_grid(x[worst], titles, ["red"] * len(worst),
-                       title="Most confident mistakes")
+    return _image_grid(x[worst], titles, ["red"] * len(worst), title="Most confident mistakes")
+
+
+def plot_evaluation(test, evaluation, *, seed=0) -> dict:
+    """Notebook 01's three figures of a test `evaluation`, by name, for the later notebooks."""
+    return {"confusion_matrix": plot_confusion_matrix(test.labels, evaluation.predictions),
+            "predictions": plot_predictions(*test, evaluation.predictions, n=24, seed=seed),
+            "confident_mistakes": plot_confident_mistakes(*test, evaluation.probabilities)}
 
 
 def plot_comparison(results, metric="test_accuracy", label="model"):
-    """Horizontal bar chart of one column of a results DataFrame, one bar per model.
-
-    `metric="test_accuracy"` reads in percent; `metric="train_seconds"` is drawn in
-    minutes, and the chart says what the time includes.
-    """
+    """One results column as horizontal bars, one per model; accuracy in %, `train_seconds` in
+    minutes (the axis says what the time includes)."""
     from matplotlib.ticker import PercentFormatter
-
-    plt = _pyplot()
     ordered = results.sort_values(metric)
     values = ordered[metric].astype(float)
     if metric == "train_seconds":
         values = values / 60
-        labels, xlabel = [f"{v:,.1f} min" for v in values], \
-            "training time on this machine (minutes; includes feature extraction and " \
-            "the frozen stage a model starts from)"
-    elif metric.endswith("accuracy"):
-        labels, xlabel = [f"{v:.1%}" for v in values], metric.replace("_", " ")
+        labels = [f"{v:,.1f} min" for v in values]
+        xlabel = ("training time on this machine (minutes; includes feature extraction and "
+                  "the frozen stage a model starts from)")
     else:
-        labels, xlabel = [f"{v:,.4g}" for v in values], metric.replace("_", " ")
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(ordered) + 1.3))
+        fmt = "{:.1%}" if metric.endswith("accuracy") else "{:,.4g}"
+        labels, xlabel = [fmt.format(v) for v in values], metric.replace("_", " ")
+    fig, ax = _pyplot().subplots(figsize=(9, 0.45 * len(ordered) + 1.3))
     bars = ax.barh(ordered[label].astype(str), values, color="tab:blue")
     ax.bar_label(bars, labels=labels, padding=3, fontsize=9)
-    ax.set_xlabel(xlabel)
-    ax.set_xlim(0, values.max() * 1.18)
+    ax.set(xlabel=xlabel, xlim=(0, values.max() * 1.18))
     if metric.endswith("accuracy"):
         ax.xaxis.set_major_formatter(PercentFormatter(1.0))
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 def plot_grad_cam(images, labels, explanations, class_names=CLASS_NAMES, title=None):
-    """One row per image: the image, then each model's Grad-CAM heatmap over it.
+    """One row per image: the image and its true class, then each model's Grad-CAM over it.
 
-    `explanations` maps a model's name to `(heatmaps, probabilities)` from
-    `gradcam.grad_cam` for these images. Each overlay is titled with the model's
-    prediction and its probability, red when wrong; the first column gives the true class.
-    """
-    from .gradcam import upsample
-
-    plt = _pyplot()
-    names = list(explanations)
-    rows, size = len(images), images.shape[1]
-    fig, axes = plt.subplots(rows, len(names) + 1, figsize=(2.3 * (len(names) + 1), 2.3 * rows),
-                             squeeze=False)
+    `explanations`: `{model name: (heatmaps, probabilities)}` for these images; each overlay
+    is titled with the model's prediction and its probability, red when wrong."""
+    names, rows, size = list(explanations), len(images), images.shape[1]
+    fig, axes = _pyplot().subplots(rows, len(names) + 1, squeeze=False,
+                                   figsize=(2.3 * (len(names) + 1), 2.3 * rows))
     for i, row in enumerate(axes):
         row[0].imshow(images[i], interpolation="nearest")
         row[0].set_title(f"true: {class_names[labels[i]]}", fontsize=10)
@@ -222,42 +188,31 @@ def plot_grad_cam(images, labels, explanations, class_names=CLASS_NAMES, title=N
             heatmaps, probabilities = explanations[name]
             predicted = int(probabilities[i].argmax())
             ax.imshow(images[i], interpolation="nearest")
-            ax.imshow(upsample(heatmaps[i:i + 1], size)[0], cmap="jet", alpha=0.45,
-                      vmin=0, vmax=1)
+            ax.imshow(heatmaps[i], cmap="jet", alpha=0.45, vmin=0, vmax=1,  # stretched over
+                      interpolation="bilinear", extent=(-0.5, size - 0.5, size - 0.5, -0.5))
             ax.set_title(f"{name}:\n{class_names[predicted]} {probabilities[i, predicted]:.0%}",
                          fontsize=9, color="black" if predicted == labels[i] else "red")
         for ax in row:
             ax.axis("off")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, title)
 
 
-VARIANT_MARKERS = {"keras": ("o", "Keras (TensorFlow's threads)"), "float32": ("s", "LiteRT float32"),
-                   "float16": ("^", "LiteRT float16"), "dynamic": ("D", "LiteRT dynamic range"),
-                   "int8": ("*", "LiteRT int8")}
+VARIANT_MARKERS = {"keras": ("o", "Keras (TensorFlow's threads)"),
+                   "float32": ("s", "LiteRT float32"), "float16": ("^", "LiteRT float16"),
+                   "dynamic": ("D", "LiteRT dynamic range"), "int8": ("*", "LiteRT int8")}
 
 
 def plot_tradeoffs(results):
     """Test accuracy against training time, file size and single-image latency.
 
-    `results` is `load_results` of the whole series. Each trained model has one colour in
-    all three panels; training time is known for every model, size and latency for the
-    models notebook 04 exported, one marker per variant (the Keras model's latency uses
-    TensorFlow's own threads, the LiteRT files 2 threads). Legends instead of labels:
-    the variants of one model sit too close together to label.
-    """
+    `results`: `load_results` of the series. A model has one colour in all panels, each
+    exported variant a marker (Keras latency on TensorFlow's threads, LiteRT on 2 threads)."""
     from matplotlib.lines import Line2D
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, PercentFormatter
-
-    plt = _pyplot()
-    if "variant" in results:
-        trained, exported = results[results["variant"].isna()], results[results["variant"].notna()]
-    else:
-        trained, exported = results, results.iloc[:0]
+    trained = results[results["variant"].isna()] if "variant" in results else results
+    exported = results[results["variant"].notna()] if "variant" in results else results.iloc[:0]
     colors = {run: f"C{i}" for i, run in enumerate(trained["run"])}
-    fig, axes = plt.subplots(1, 3, figsize=(15, 5.2), sharey=True)
+    fig, axes = _pyplot().subplots(1, 3, figsize=(15, 5.2), sharey=True)
     for _, row in trained.iterrows():
         axes[0].scatter(row["train_seconds"] / 60, row["test_accuracy"], s=50,
                         color=colors[row["run"]])
@@ -288,6 +243,7 @@ def plot_tradeoffs(results):
     shown = [v for v in VARIANT_MARKERS if v in set(exported.get("variant", ()))]
     variants = [Line2D([], [], linestyle="", marker=VARIANT_MARKERS[v][0], color="white",
                        markeredgecolor="black", label=VARIANT_MARKERS[v][1]) for v in shown]
+    # Legends, not labels: the variants of one model sit too close together to label.
     fig.legend(handles=models, loc="lower center", ncol=3, bbox_to_anchor=(0.5, 0.06),
                frameon=False)
     if variants:
@@ -299,8 +255,7 @@ def plot_tradeoffs(results):
 
 def save_figure(fig, name, directory="figures", dpi=110):
     """Save `fig` as `<directory>/<name>.png` (about 800-1200 px wide) and return the path."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{Path(name).stem}.png"
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    path = Path(directory) / f"{Path(name).stem}.png"
     fig.savefig(path, dpi=dpi, bbox_inches="tight", facecolor="white")
     return path

@@ -7,16 +7,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cifar_utils.data import CifarSplits, Split
-from cifar_utils.features import FeatureSplit, SplitFeatures, extract_features
-from cifar_utils.models import (
-    build_linear_head,
-    build_mobilenet_v2,
-    build_transfer_model,
-    split_mobilenet_v2,
-    unfreeze_top,
-)
-from cifar_utils.preprocessing import make_cached_dataset
+from cifar_utils.data import CifarData, LabelledImages
+from cifar_utils.features import CachedFeatures, LabelledFeatures, extract_features
+from cifar_utils.models import build_linear_head, mobilenet_v2_block, split_mobilenet_v2
+from cifar_utils.pipelines import make_cached_dataset
+
+
+def random_mobilenet_v2():
+    """MobileNetV2 at 32x32 with random weights (fast, offline), frozen as notebook 02 has it."""
+    base = keras.applications.MobileNetV2(input_shape=(32, 32, 3), include_top=False,
+                                          weights=None, pooling="avg")
+    base.trainable = False
+    return base
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +31,7 @@ def calibrated():
     to those of its input on a batch, layer by layer, keeps them around 1.
     """
     keras.utils.set_random_seed(0)
-    model = build_mobilenet_v2(image_size=32, weights=None)
+    model = random_mobilenet_v2()
     x = pixels(32, seed=9)
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -41,9 +43,24 @@ def calibrated():
 
 @pytest.fixture
 def backbone(calibrated):
-    model = build_mobilenet_v2(image_size=32, weights=None)
+    model = random_mobilenet_v2()
     model.set_weights(calibrated)
     return model
+
+
+def unfreeze_top_blocks(base, blocks):
+    """Notebook 03's unfreezing: the layers of the top `blocks` blocks train, BatchNorm
+    layers stay frozen (in Keras 3 a frozen BatchNorm also runs in inference mode)."""
+    base.trainable = True
+    for layer in base.layers:
+        layer.trainable = (mobilenet_v2_block(layer.name) > 16 - blocks
+                           and not isinstance(layer, keras.layers.BatchNormalization))
+
+
+def on_top(part, head, name=None):
+    """`part` (BatchNorm in inference mode), then `head`: one model, as notebook 03 builds it."""
+    inputs = keras.Input(part.input_shape[1:])
+    return keras.Model(inputs, head(part(inputs, training=False)), name=name)
 
 
 def pixels(n=8, seed=0):
@@ -69,11 +86,11 @@ def test_split_accepts_only_block_ends(backbone):
 
 def test_a_step_on_the_cache_is_a_step_of_full_image_fine_tuning(backbone):
     """Same loss, same gradients, the same weights changed by the same amounts."""
-    unfreeze_top(backbone, 3, unit="blocks")
+    unfreeze_top_blocks(backbone, 3)
     lower, upper = split_mobilenet_v2(backbone, "block_12_add")
     head = build_linear_head()
-    full = build_transfer_model(backbone, head)
-    cached = build_transfer_model(upper, head)  # the same layers, hence the same variables
+    full = on_top(backbone, head)
+    cached = on_top(upper, head)  # the same layers, hence the same variables
     x, y = pixels(16), np.arange(16) % 10
     maps = lower(x)
     loss = keras.losses.SparseCategoricalCrossentropy()
@@ -86,6 +103,10 @@ def test_a_step_on_the_cache_is_a_step_of_full_image_fine_tuning(backbone):
     full_loss, full_grads = loss_and_gradients(full, x)
     cached_loss, cached_grads = loss_and_gradients(cached, maps)
     assert [w.path for w in full.trainable_weights] == [w.path for w in cached.trainable_weights]
+    trained = {w.path.split("/")[-2] for w in full.trainable_weights}
+    assert {"block_14_expand", "block_16_project", "Conv_1"} <= trained
+    assert not any(name.startswith("block_13") or name.endswith(("_BN", "_bn"))
+                   for name in trained)  # block 13 and every BatchNorm stay frozen
     assert cached_loss == pytest.approx(full_loss, rel=1e-5)
     for g_full, g_cached in zip(full_grads, cached_grads, strict=True):
         assert np.linalg.norm(g_full) > 1e-4  # gradients that really move the weights
@@ -120,7 +141,8 @@ def test_activations_are_cached_in_float16_under_the_cut(backbone, tmp_path):
     lower, _ = split_mobilenet_v2(backbone, "block_12_add")
     x = (np.random.default_rng(1).uniform(0, 255, (12, 32, 32, 3))).astype(np.uint8)
     y = np.arange(12) % 10
-    data = CifarSplits(Split(x[:6], y[:6]), Split(x[6:9], y[6:9]), Split(x[9:], y[9:]), None)
+    data = CifarData(LabelledImages(x[:6], y[:6]), LabelledImages(x[6:9], y[6:9]),
+                     LabelledImages(x[9:], y[9:]), None)
     preprocess = keras.applications.mobilenet_v2.preprocess_input
     maps = extract_features(lower, data, image_size=32, preprocess=preprocess, mirrored=True,
                             dtype="float16", cache_dir=tmp_path)
@@ -130,8 +152,9 @@ def test_activations_are_cached_in_float16_under_the_cut(backbone, tmp_path):
     names = sorted(p.name for p in tmp_path.iterdir())
     assert len(names) == 6 and all(name.startswith(lower.name) for name in names)
     float32 = extract_features(lower, data, image_size=32, preprocess=preprocess,
-                               cache_dir=tmp_path)
+                               engine="tensorflow", cache_dir=tmp_path)  # no second conversion
     assert float32.train.features.dtype == np.float32  # another key, another file
+    np.testing.assert_allclose(float32.train.features, maps.train.features, rtol=1e-2, atol=1e-2)
     assert len(list(tmp_path.iterdir())) == 9
 
 
@@ -139,9 +162,9 @@ def cached_features(n=40):
     maps = np.arange(n * 3 * 3 * 2, dtype=np.float16).reshape(n, 3, 3, 2)
     labels = np.arange(n) % 10
     mirrored = maps[:, :, ::-1]
-    return SplitFeatures(train=FeatureSplit(maps, labels), val=None, test=None,
-                         train_mirrored=FeatureSplit(mirrored, labels), val_mirrored=None,
-                         test_mirrored=None, seconds=0.0)
+    return CachedFeatures(train=LabelledFeatures(maps, labels), val=None, test=None,
+                          train_mirrored=LabelledFeatures(mirrored, labels), val_mirrored=None,
+                          test_mirrored=None, seconds=0.0)
 
 
 def epoch(dataset):
@@ -192,8 +215,8 @@ def test_pooled_features_from_the_maps_are_cached_and_match_the_backbone(backbon
     lower, upper = split_mobilenet_v2(backbone, "block_12_add")
     x = pixels(6)
     maps = lower.predict(x, verbose=0)
-    part = FeatureSplit(maps, np.arange(6))
-    features = SplitFeatures(part, part, part, None, None, None, seconds=2.0)
+    part = LabelledFeatures(maps, np.arange(6))
+    features = CachedFeatures(part, part, part, None, None, None, seconds=2.0)
     pooled = features.map(upper, engine=engine, cache_dir=tmp_path)
     assert np.allclose(pooled.test.features, backbone.predict(x, verbose=0), rtol=1e-4, atol=1e-5)
     assert pooled.train_mirrored is None and pooled.seconds >= 2.0
@@ -204,44 +227,12 @@ def test_pooled_features_from_the_maps_are_cached_and_match_the_backbone(backbon
     assert features.nbytes == 3 * maps.nbytes
 
 
-def test_chained_lower_and_fine_tuned_upper_take_images(backbone):
-    from cifar_utils.models import chain
-
+def test_the_lower_part_then_the_model_fine_tuned_on_its_maps_take_images(backbone):
+    """What notebook 03 evaluates and saves: images -> frozen lower -> fine-tuned upper + head."""
     lower, upper = split_mobilenet_v2(backbone, "block_12_add")
     head = build_linear_head()
-    on_maps = build_transfer_model(upper, head)
-    model = chain(lower, on_maps, name="images_in")
+    on_maps = on_top(upper, head, name="on_maps")
+    model = on_top(lower, on_maps, name="images_in")
     x = pixels(4)
     assert model.input_shape == (None, 32, 32, 3)
-    assert np.allclose(model(x), build_transfer_model(backbone, head)(x), atol=1e-5)
-
-
-def test_compare_finetuning_trains_each_variant_and_tabulates_it(monkeypatch, calibrated, capsys):
-    import cifar_utils.finetune as finetune
-
-    def random_backbone(image_size):
-        model = build_mobilenet_v2(image_size, weights=None)
-        model.set_weights(calibrated)
-        return model
-
-    monkeypatch.setattr(finetune, "build_mobilenet_v2", random_backbone)
-    keras.utils.set_random_seed(0)
-    lower, _ = split_mobilenet_v2(random_backbone(32), "block_12_add")
-    x, y = pixels(40, seed=4), np.arange(40) % 10
-    part = FeatureSplit(lower.predict(x, verbose=0).astype(np.float16), y)
-    mirrored = FeatureSplit(lower.predict(x[:, :, ::-1], verbose=0).astype(np.float16), y)
-    maps = SplitFeatures(part, part, part, mirrored, part, part, seconds=0.0)
-    head = build_linear_head()
-    before = [w.copy() for w in head.get_weights()]
-    table = finetune.compare_finetuning(
-        {"top 1 block": dict(blocks=1), "top 2 blocks, shifts": dict(blocks=2, max_shift=1)},
-        maps=maps, head=head, image_size=32, cut="block_12_add", epochs=1, learning_rate=1e-3,
-        batch_size=8, seed=0)
-    assert list(table.index) == ["top 1 block", "top 2 blocks, shifts"]
-    assert table["blocks"].tolist() == [1, 2]
-    assert table["trained parameters"].iloc[1] > table["trained parameters"].iloc[0]
-    assert table["validation accuracy"].between(0, 1).all()
-    shown = finetune.comparison_table(table)
-    assert shown["validation accuracy"].str.endswith("%").all()
-    assert "," in shown["trained parameters"].iloc[0] and "-- top 1 block" in capsys.readouterr().out
-    assert all(np.array_equal(a, b) for a, b in zip(before, head.get_weights(), strict=True))
+    np.testing.assert_allclose(model(x), on_top(backbone, head)(x), rtol=1e-5, atol=1e-5)

@@ -7,9 +7,10 @@ import pytest
 
 from cifar_utils import data
 from cifar_utils.data import (
+    CifarData,
     CifarDataError,
+    LabelledImages,
     ModifiedDataWarning,
-    Split,
     load_cifar10,
     stratified_subset,
     train_val_split,
@@ -25,8 +26,9 @@ def test_without_local_copy_uses_keras_download(monkeypatch):
     calls = []
     monkeypatch.setattr(keras.datasets.cifar10, "load_data",
                         lambda: calls.append(1) or ((x, y), (x, y)))
-    ((x_train, y_train), _), provenance = load_cifar10(return_provenance=True)
-    assert calls == [1]
+    (train, _), provenance = load_cifar10(return_provenance=True)
+    assert calls == [1] and isinstance(train, LabelledImages)
+    x_train, y_train = train
     assert y_train.tolist() == [1, 2, 3, 4]  # flattened from Keras' (N, 1)
     assert provenance.official and "Keras" in provenance.describe()
 
@@ -55,7 +57,10 @@ def test_a_failed_download_names_the_local_copy_variable_and_layout(monkeypatch)
 def test_train_val_split_is_stratified_disjoint_and_seeded():
     x = np.arange(1000)
     y = np.repeat(np.arange(10), 100)
-    (x_tr, y_tr), (x_val, y_val) = train_val_split(x, y, val_size=200, seed=1)
+    train, val = train_val_split(x, y, val_size=200, seed=1)
+    assert isinstance(train, LabelledImages) and isinstance(val, LabelledImages)
+    (x_tr, y_tr), (x_val, y_val) = train, val
+    assert np.array_equal(y[x_tr], y_tr)
     assert np.bincount(y_val).tolist() == [20] * 10
     assert len(x_tr) == 800 and not set(x_tr) & set(x_val)
     assert np.array_equal(y[x_val], y_val)
@@ -74,7 +79,9 @@ def test_split_rejects_sizes_that_cannot_be_stratified():
 
 def test_stratified_subset_is_balanced_and_ordered(images):
     x, y = images
-    x_small, y_small = stratified_subset(x, y, 20, seed=3)
+    subset = stratified_subset(x, y, 20, seed=3)
+    assert isinstance(subset, LabelledImages)
+    x_small, y_small = subset
     assert np.bincount(y_small).tolist() == [2] * 10
     positions = [np.flatnonzero((x == img).all(axis=(1, 2, 3)))[0] for img in x_small]
     assert positions == sorted(positions)
@@ -97,8 +104,9 @@ def test_load_splits_gives_every_notebook_the_same_split(cifar_dir, capsys):
 
 def test_splits_have_named_parts_and_still_unpack(cifar_dir):
     splits = data.load_splits(cifar_dir, val_size=20, seed=1)
+    assert isinstance(splits, CifarData)
     for split in (splits.train, splits.val, splits.test):
-        assert isinstance(split, Split)
+        assert isinstance(split, LabelledImages)
         images, labels = split
         assert images is split.images and labels is split.labels
         assert images.shape[1:] == (32, 32, 3) and len(images) == len(labels)

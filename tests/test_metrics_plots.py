@@ -15,7 +15,17 @@ from cifar_utils.metrics import (
     evaluate,
     mirror_helps,
 )
-from cifar_utils.training import TrainingRun
+from cifar_utils.training import TrainingLog
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    """Figures stay open in pyplot until closed: close each test's, as a notebook would."""
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
 
 Y_TRUE = np.array([0, 0, 0, 1, 1, 2])
 Y_PRED = np.array([0, 0, 1, 1, 2, 2])
@@ -83,8 +93,9 @@ def test_history_overlay_draws_every_run():
 
 def test_history_has_integer_epochs_percent_accuracy_and_the_learning_rate():
     history = {"loss": [1.0, 0.5, 0.4], "accuracy": [0.5, 0.7, 0.8]}
-    run = TrainingRun(history=history, seconds=3.0, epoch_seconds=[1, 1, 1],
-                      learning_rates=[(0.0, 1e-4), (0.5, 1e-3), (1.0, 9e-4), (2.5, 1e-5)])
+    run = TrainingLog()  # as `model.fit` leaves it
+    run.history, run.epoch_seconds = history, [1, 1, 1]
+    run.learning_rates = [(0.0, 1e-4), (0.5, 1e-3), (1.0, 9e-4), (2.5, 1e-5)]
     fig = plots.plot_history({"ours": run, "plain": history})
     loss, acc, lr = fig.axes
     fig.canvas.draw()
@@ -140,6 +151,33 @@ def test_predictions_grid_marks_mistakes_in_red(images):
     y_pred[:] = (y + 1) % 10
     fig = plots.plot_predictions(x, y, y_pred, n=4)
     assert {ax.title.get_color() for ax in fig.axes if ax.get_title()} == {"red"}
+
+
+def test_plot_evaluation_draws_notebook_01s_three_views(images, tmp_path):
+    from cifar_utils.data import LabelledImages
+    from cifar_utils.metrics import Evaluation
+    from cifar_utils.results import Recorder
+
+    x, y = images
+    probabilities = np.random.default_rng(0).dirichlet(np.ones(10), size=len(y))
+    evaluation = Evaluation(probabilities, probabilities.argmax(1), 0.1, 2.3)
+    figures = plots.plot_evaluation(LabelledImages(x, y), evaluation, seed=1)
+    assert list(figures) == ["confusion_matrix", "predictions", "confident_mistakes"]
+    assert all(isinstance(fig, Figure) for fig in figures.values())
+    expected = plots.plot_confusion_matrix(y, evaluation.predictions)
+    assert [t.get_text() for t in figures["confusion_matrix"].axes[0].texts] == \
+        [t.get_text() for t in expected.axes[0].texts]
+    shown = [ax for ax in figures["predictions"].axes if ax.get_title()]
+    assert len(shown) == 24  # a grid of 24 test images
+    again = plots.plot_predictions(x, y, evaluation.predictions, n=24, seed=1)  # the seed given
+    assert [ax.get_title() for ax in again.axes] == [ax.get_title() for ax in figures["predictions"].axes]
+    mistakes = [ax.get_title() for ax in figures["confident_mistakes"].axes if ax.get_title()]
+    assert len(mistakes) == 16 and all("(true: " in title for title in mistakes)
+    recorder = Recorder("03_mobilenetv2_finetune", None, tmp_path / "out")
+    for name, fig in figures.items():
+        recorder.save_figure(fig, name)
+    assert sorted(p.name for p in recorder.folders.figures.iterdir()) == [
+        "03_confident_mistakes.png", "03_confusion_matrix.png", "03_predictions.png"]
 
 
 def test_save_figure_writes_a_readable_png(tmp_path):
@@ -253,4 +291,6 @@ def test_grad_cam_grid_shows_the_image_then_each_models_overlay(images):
     assert first_row[1].get_title() == f"cnn:\n{CLASS_NAMES[y[0]]} 91%"
     assert first_row[1].title.get_color() == "black" and first_row[2].title.get_color() == "red"
     assert len(first_row[1].images) == 2  # the image, and the heatmap over it
-    assert first_row[1].images[1].get_array().shape == x.shape[1:3]  # stretched to the image
+    image, overlay = first_row[1].images
+    np.testing.assert_array_equal(overlay.get_array(), heatmaps[0])  # the 4x4 map itself,
+    assert overlay.get_extent() == image.get_extent()  # stretched over the 32x32 image

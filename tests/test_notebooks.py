@@ -1,4 +1,4 @@
-"""The notebooks' shape: one setup cell, a parameters cell nothing overrides, no helpers.
+"""The notebooks' shape: one setup cell, a parameters cell nothing overrides, shared code once.
 
 These read the notebooks as files; `pytest --nbval-lax notebooks` executes them.
 """
@@ -45,12 +45,51 @@ def test_colab_badge_points_at_this_notebook_in_the_setup_repository(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_code_cells_define_no_functions_and_read_splits_by_name(path):
+def test_code_cells_read_splits_by_name(path):
     for source in cells(path):
-        tree = python(source)
-        assert not [node for node in ast.walk(tree)
-                    if isinstance(node, (ast.FunctionDef, ast.Lambda, ast.ClassDef))], source
         assert not re.search(r"\.(train|val|test)\[\d\]", source), source
+
+
+def functions(path):
+    """The functions a notebook defines, by name."""
+    return {node.name: node for source in cells(path) for node in ast.walk(python(source))
+            if isinstance(node, ast.FunctionDef)}
+
+
+def test_a_function_two_notebooks_define_is_defined_once():
+    """Code two notebooks need lives once, in the package; the exception is the d2l way,
+    a function written out where it is taught and reused from the package after that."""
+    seen = {}
+    for path in NOTEBOOKS:
+        for name in functions(path):
+            assert name not in seen or name in TAUGHT_AND_SHARED, \
+                f"{name} is defined in {seen.get(name)} and {path.name}: move it to cifar_utils"
+            seen[name] = path.name
+
+
+TAUGHT_AND_SHARED = {"transfer_model"}  # three Keras lines that notebooks 02 and 03 teach
+
+
+def body_without_docstring(function):
+    """A function's code as a comparable string, `cu.` prefixes dropped."""
+    body = function.body[1:] if isinstance(function.body[0], ast.Expr) else function.body
+    return ast.dump(ast.Module(body=body, type_ignores=[])).replace(
+        "Attribute(value=Name(id='cu', ctx=Load()), attr='TrainingLog', ctx=Load())",
+        "Name(id='TrainingLog', ctx=Load())")
+
+
+def test_notebook_02_writes_out_the_train_head_that_notebook_03_reuses():
+    """d2l's way: the function is written where it is taught (02) and reused from the
+    package (03); the two must stay the same code."""
+    import inspect
+
+    from cifar_utils import training
+
+    written = functions(next(p for p in NOTEBOOKS if p.stem.startswith("02")))["train_head"]
+    packaged = ast.parse(inspect.getsource(training.train_head)).body[0]
+    assert ast.dump(written.args) == ast.dump(packaged.args)
+    assert body_without_docstring(written) == body_without_docstring(packaged)
+    assert "cu.train_head" in "".join(cells(next(p for p in NOTEBOOKS if p.stem.startswith("03"))))
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -64,3 +64,22 @@ def test_float16_arrays_add_no_native_log_lines_after_start():
                             check=True)
     assert result.stdout == "ok\n"
     assert result.stderr == ""
+
+
+def test_muted_native_logs_hides_native_stderr_for_one_block_only():
+    code = ("import os, cifar_utils\n"
+            "before = len(os.listdir('/proc/self/fd'))\n"
+            "with cifar_utils.muted_native_logs():\n"
+            "    os.write(2, b'native log line\\n')\n"
+            "os.write(2, b'after\\n')\n"
+            "try:\n"
+            "    with cifar_utils.muted_native_logs():\n"
+            "        raise RuntimeError('an error inside')\n"
+            "except RuntimeError as err:\n"
+            "    print(err)\n"
+            "os.write(2, b'restored\\n')\n"
+            "print(len(os.listdir('/proc/self/fd')) == before)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stderr == "after\nrestored\n"
+    assert result.stdout == "an error inside\nTrue\n"  # errors surface; no descriptor leaks

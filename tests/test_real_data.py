@@ -7,13 +7,15 @@ missing copy is a failure, not a skip: a silently skipped check proves nothing.
 
 import os
 import warnings
+from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 from keras.applications.mobilenet_v2 import preprocess_input
 
-from cifar_utils import build_mobilenet_v2, load_cifar10
-from cifar_utils.features import features_of
+from cifar_utils import extract_features, load_cifar10, mobilenet_v2_weights
+from cifar_utils.data import CifarData, LabelledImages
 from cifar_utils.models import WEIGHTS_FILE
 from cifar_utils.reader import ModifiedDataWarning
 
@@ -43,11 +45,21 @@ def test_imagenet_backbone_produces_informative_features(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ModifiedDataWarning)
         _, (x_test, y_test) = load_cifar10()
-    backbone = build_mobilenet_v2(image_size=96)
-    features = features_of(backbone, x_test[:64], image_size=96, preprocess=preprocess_input,
-                           cache_dir=tmp_path)
+    path = mobilenet_v2_weights(download=False)  # checked: present and a readable HDF5 file
+    assert path.name == WEIGHTS_FILE and path.parent.parent == Path(os.environ["KERAS_HOME"])
+    # The 224x224 checkpoint, at 96x96 as notebook 02 loads it at every size (weights="imagenet"
+    # would fetch Keras' separate 96x96 checkpoint).
+    backbone = keras.applications.MobileNetV2(input_shape=(96, 96, 3), include_top=False,
+                                              weights=str(path), pooling="avg")
+    backbone.trainable = False
+    data = CifarData(train=LabelledImages(x_test[:64], y_test[:64]),
+                     val=LabelledImages(x_test[64:74], y_test[64:74]),
+                     test=LabelledImages(x_test[74:84], y_test[74:84]), provenance=None)
+    features = extract_features(backbone, data, image_size=96, preprocess=preprocess_input,
+                                cache_dir=tmp_path).train.features
     assert features.shape == (64, 1280) and np.isfinite(features).all()
     # ImageNet features of different images differ; ReLU6 outputs are in [0, 6].
     assert features.std(axis=0).mean() > 0.05 and 0 <= features.min() and features.max() <= 6
-    random = build_mobilenet_v2(image_size=96, weights=None)
+    random = keras.applications.MobileNetV2(input_shape=(96, 96, 3), include_top=False,
+                                            weights=None, pooling="avg")
     assert not np.allclose(backbone.get_weights()[0], random.get_weights()[0])

@@ -20,6 +20,11 @@ def test_round_trip_with_predictions(tmp_path):
     assert record["test_accuracy"] == pytest.approx(0.75) and record["params_total"] == 309_290
     assert record["predictions_file"] == "01_classic_cnn_test_predictions.npy"
     assert {"tensorflow_version", "device", "saved_at"} <= set(record)
+    assert record["device"] == "CPU" or record["device"].startswith("GPU (")
+    import tensorflow as tf
+
+    assert record["tensorflow_version"] == tf.__version__
+    assert (record["device"] == "CPU") == (not tf.config.list_physical_devices("GPU"))
     assert np.array_equal(np.load(tmp_path / record["predictions_file"]), preds)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "01_classic_cnn.json", "01_classic_cnn_test_predictions.npy"]  # no temp files left
@@ -76,12 +81,22 @@ def make_recorder(tmp_path, notebook="02_mobilenetv2_frozen"):
     return Recorder(notebook, PROVENANCE, tmp_path / "out")
 
 
+def training_log(*, seconds, epoch_seconds):
+    """A `TrainingLog` as `model.fit` leaves it: its times and its number of epochs."""
+    from cifar_utils.training import TrainingLog
+
+    log = TrainingLog()
+    log.seconds, log.epoch_seconds = seconds, list(epoch_seconds)
+    return log
+
+
 def test_recorder_checks_its_folders_before_any_training(tmp_path, capsys):
     recorder = make_recorder(tmp_path)
     assert recorder.folders.results == tmp_path / "out" / "results"
     assert all(folder.is_dir() for folder in (recorder.folders.figures, recorder.folders.results,
                                               recorder.folders.models))
-    assert capsys.readouterr().out.strip().endswith(f"saved in {tmp_path / 'out'}/.")
+    assert capsys.readouterr().out == ("Figures, results and trained models are saved in "
+                                       f"{tmp_path / 'out'}/.\n")
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where a folder should be")
     with pytest.raises(OutputFolderError, match="cannot write to .*blocked.*OUTPUT_DIR"):
@@ -90,17 +105,24 @@ def test_recorder_checks_its_folders_before_any_training(tmp_path, capsys):
         Recorder("baseline.ipynb", PROVENANCE, tmp_path)
 
 
+def test_a_quick_recorder_says_its_numbers_are_not_results(tmp_path, capsys):
+    recorder = Recorder("01_baseline_cnn", PROVENANCE, tmp_path / "quick", quick=True)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("QUICK MODE:") and "NOT the real results" in lines[0]
+    assert lines[1] == f"Figures, results and trained models are saved in {tmp_path / 'quick'}/."
+    assert recorder.number == "01" and recorder.folders.models == tmp_path / "quick" / "models"
+
+
 def test_recorder_saves_runs_from_training_and_evaluation(tmp_path):
     import keras
 
     from cifar_utils.metrics import Evaluation
-    from cifar_utils.training import TrainingRun
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(10)])
     model.layers[0].trainable = False
     evaluation = Evaluation(probabilities=np.eye(10)[[1, 2, 3]], predictions=np.array([1, 2, 3]),
                             accuracy=2 / 3, loss=0.5)
-    training = TrainingRun(history={}, seconds=12.345, epoch_seconds=[4, 4, 4])
+    training = training_log(seconds=12.345, epoch_seconds=[4, 4, 4])
     recorder = make_recorder(tmp_path)
     path = recorder.save_run("frozen", "Frozen", model, evaluation, training, image_size=160,
                              extra_seconds=100, head="large")
@@ -117,10 +139,9 @@ def test_recorder_prints_the_accuracy_and_the_gain_over_a_baseline_in_points(tmp
     import keras
 
     from cifar_utils.metrics import Evaluation
-    from cifar_utils.training import TrainingRun
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(10)])
-    training = TrainingRun(history={}, seconds=1.0, epoch_seconds=[1])
+    training = training_log(seconds=1.0, epoch_seconds=[1])
     recorder = make_recorder(tmp_path, "01_baseline_cnn")
     for name, label, accuracy, baseline in [("classic_cnn", "Classic CNN", 0.763, None),
                                             ("improved_cnn", "Improved CNN", 0.86, "classic_cnn")]:
@@ -145,38 +166,6 @@ def test_recorder_names_figures_after_the_notebook(tmp_path):
     recorder = make_recorder(tmp_path, "00_data_tour")
     path = recorder.save_figure(plot_history({"loss": [1, 0.5], "accuracy": [0.5, 0.7]}), "curves")
     assert path == tmp_path / "out" / "figures" / "00_curves.png" and path.is_file()
-
-
-def tiny_features(n=60, width=8):
-    from cifar_utils.features import FeatureSplit, SplitFeatures
-
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(n, width)).astype("float32")
-    y = (np.arange(n) % 10).astype("uint8")
-    x[np.arange(n), y % width] += 3  # learnable
-    part = FeatureSplit(x, y)
-    return SplitFeatures(part, part, part, part, part, part, seconds=5.0)
-
-
-def test_a_missing_frozen_head_is_trained_here_saved_and_loaded_next_time(tmp_path, capsys):
-    import keras
-
-    recorder = make_recorder(tmp_path, "03_mobilenetv2_finetune")
-    head, seconds = recorder.frozen_head("ours", tiny_features(), epochs=2,
-                                         run="02_frozen_mobilenetv2")
-    out = capsys.readouterr().out
-    assert "head is not in" in out and "training it here" in out and "not broken" in out
-    assert (recorder.folders.models / "frozen_head.keras").is_file() and seconds > 5.0
-    again, recorded = recorder.frozen_head("ours", tiny_features(), epochs=2,
-                                           run="02_frozen_mobilenetv2")
-    assert "training it here" not in capsys.readouterr().out
-    assert np.array_equal(again.get_weights()[0], head.get_weights()[0])
-    assert recorded == 5.0  # no results file of notebook 02: the features' time
-    save_results("02_frozen_mobilenetv2", recorder.folders.results, train_seconds=321.0)
-    assert recorder.frozen_head("ours", tiny_features(), epochs=2,
-                                run="02_frozen_mobilenetv2")[1] == 321.0
-    with pytest.raises(ValueError, match="one of \\['classic', 'ours'\\]"):
-        recorder.save_frozen_head(keras.Sequential([keras.Input((4,))]), "mine")
 
 
 def test_save_model_names_the_file_after_the_notebook(tmp_path):
@@ -220,58 +209,26 @@ def test_results_table_shows_shipping_columns_only_for_rows_that_have_them(tmp_p
     assert table.loc["Improved CNN", "latency (2 threads)"] == "—"
 
 
-def test_evaluation_report_saves_three_figures_and_returns_the_class_table(tmp_path, images):
-    from cifar_utils.data import Split
-    from cifar_utils.metrics import Evaluation
-
-    x, y = images
-    probabilities = np.random.default_rng(0).dirichlet(np.ones(10), size=len(y))
-    evaluation = Evaluation(probabilities, probabilities.argmax(1), 0.1, 2.3)
-    table = make_recorder(tmp_path, "03_mobilenetv2_finetune").evaluation_report(
-        Split(x, y), evaluation)
-    saved = sorted(p.name for p in (tmp_path / "out" / "figures").iterdir())
-    assert saved == ["03_confident_mistakes.png", "03_confusion_matrix.png", "03_predictions.png"]
-    assert table.loc["mean (all classes)", "images"] == len(y)
-
-
 def test_a_saved_model_keeps_its_standardisation_statistics(tmp_path):
     """Notebook 01 saves its CNN with an adapted Normalization inside; 04 loads it as is."""
     import keras
-
-    from cifar_utils.shipping import with_preprocessing
 
     pixels = np.random.default_rng(0).uniform(0, 255, size=(20, 32, 32, 3)).astype("float32")
     standardize = keras.layers.Normalization()
     standardize.adapt(pixels)
     net = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.GlobalAveragePooling2D(),
                             keras.layers.Dense(3, activation="softmax")], name="net")
-    model = with_preprocessing(net, standardize, name="improved_cnn")
+    inputs = keras.Input((32, 32, 3))
+    model = keras.Model(inputs, net(standardize(inputs), training=False), name="improved_cnn")
+    model.compile("adam", "sparse_categorical_crossentropy")
     make_recorder(tmp_path, "01_baseline_cnn").save_model(model, "improved_cnn")
-    loaded = make_recorder(tmp_path, "04_inside_and_shipping").load_model("01_improved_cnn")
+    later = make_recorder(tmp_path, "04_inside_and_shipping")
+    loaded = later.load_model("01_improved_cnn")
+    assert loaded.name == "improved_cnn" and not loaded.compiled  # to compile as one likes
     np.testing.assert_allclose(loaded.predict(pixels, verbose=0),
                                model.predict(pixels, verbose=0), rtol=1e-5, atol=1e-6)
     assert not np.allclose(loaded.predict(pixels, verbose=0),
                            net.predict(pixels, verbose=0))  # the statistics are applied
-
-
-def test_a_head_trained_here_runs_notebook_02s_maximum_of_epochs(tmp_path, monkeypatch):
-    """Without `epochs`, notebook 03's fallback trains as long as notebook 02's recipe may."""
-    from cifar_utils import finetune
-
-    seen = {}
-    train = finetune.train_frozen_head
-
-    def spy(which, features, *, epochs=None):
-        head, run = train(which, features, epochs=epochs)
-        seen[which] = len(run.history["loss"])
-        return head, run
-
-    monkeypatch.setitem(finetune.HEAD_RECIPES["classic"], "epochs", 3)
-    monkeypatch.setitem(finetune.HEAD_RECIPES["classic"], "patience", 10)
-    monkeypatch.setattr(finetune, "train_frozen_head", spy)
-    make_recorder(tmp_path, "03_mobilenetv2_finetune").frozen_head(
-        "classic", tiny_features(), run="02_classic_frozen")
-    assert seen == {"classic": 3}
 
 
 def test_each_shipped_variant_is_saved_as_a_run_carrying_its_source_models_training(tmp_path):
@@ -296,5 +253,71 @@ def test_each_shipped_variant_is_saved_as_a_run_carrying_its_source_models_train
     assert int8["median_ms_tf_threads"] is None  # not measured: null, not NaN, in the JSON
     assert int8["notebook"] == "04_inside_and_shipping.ipynb"
     assert np.load(recorder.folders.results / int8["predictions_file"]).tolist() == [1, 2, 0, 0]
-    with pytest.raises(FileNotFoundError, match="no results file 01_missing.json .* run notebook 01"):
+    with pytest.raises(FileNotFoundError, match="01_missing.json is missing from .*: run "
+                                                "notebook 01 first"):
         recorder.save_variants("cnn", "CNN", table, predictions, source_run="01_missing")
+
+
+def test_a_missing_model_is_none_when_allowed_else_an_error_saying_what_to_run(tmp_path):
+    recorder = make_recorder(tmp_path, "03_mobilenetv2_finetune")
+    assert recorder.load_model("02_frozen_head", missing_ok=True) is None
+    with pytest.raises(FileNotFoundError, match="02_frozen_head.keras is missing from .*: run "
+                                                "notebook 02 first"):
+        recorder.load_model("02_frozen_head")
+    (recorder.folders.models / "02_frozen_head.keras").mkdir()  # a folder, not a saved model
+    assert recorder.load_model("02_frozen_head", missing_ok=True) is None
+
+
+def test_load_run_reads_a_record_back_or_says_none(tmp_path):
+    frozen = make_recorder(tmp_path, "02_mobilenetv2_frozen")
+    save_results("02_frozen_mobilenetv2", frozen.folders.results, test_accuracy=0.85,
+                 train_seconds=321.0)
+    later = make_recorder(tmp_path, "03_mobilenetv2_finetune")
+    record = later.load_run("02_frozen_mobilenetv2")
+    assert record["run"] == "02_frozen_mobilenetv2" and record["train_seconds"] == 321.0
+    assert record["test_accuracy"] == 0.85 and "tensorflow_version" in record
+    assert later.load_run("02_never_saved") is None
+    with pytest.raises(FileNotFoundError, match="02_never_saved.json is missing from .*: run "
+                                                "notebook 02 first"):
+        later.load_run("02_never_saved", missing_ok=False)
+    (later.folders.results / "02_broken.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="02_broken.json is not a results record"):
+        later.load_run("02_broken")
+
+
+def test_run_fields_are_what_every_table_reads():
+    import keras
+
+    from cifar_utils.metrics import Evaluation
+    from cifar_utils.results import run_fields
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(10)])
+    model.layers[0].trainable = False
+    evaluation = Evaluation(np.eye(10)[[1, 2]], np.array([1, 2]), 0.5, 1.25)
+    fields = run_fields("Frozen", model, evaluation, training_log(seconds=10.04,
+                                                                  epoch_seconds=[5, 5]),
+                        image_size=np.int64(160), extra_seconds=2.0)
+    assert fields.pop("predictions").tolist() == [1, 2]
+    assert fields == {"model": "Frozen", "test_accuracy": 0.5, "test_loss": 1.25,
+                      "test_images": 2, "params_total": 50, "params_trainable": 0,
+                      "train_seconds": 12.0, "epochs": 2, "image_size": 160}
+    assert type(fields["image_size"]) is int and type(fields["epochs"]) is int  # JSON-ready
+
+
+def test_variant_fields_place_a_variant_by_its_trained_model():
+    import pandas as pd
+
+    from cifar_utils.results import variant_fields
+
+    values = pd.Series({"megabytes": np.float64(0.4), "test_accuracy": 0.5,
+                        "median_ms_tf_threads": np.nan, "median_ms_2_threads": 1.5})
+    source = {"run": "01_cnn", "params_total": 400, "params_trainable": 390,
+              "train_seconds": 1500.0, "image_size": 32, "test_accuracy": 0.9}
+    fields = variant_fields("CNN", "int8", values, np.array([1, 0]), source)
+    assert fields.pop("predictions").tolist() == [1, 0]
+    assert fields == {"megabytes": 0.4, "test_accuracy": 0.5, "median_ms_tf_threads": None,
+                      "median_ms_2_threads": 1.5, "model": "CNN (LiteRT int8)",
+                      "variant": "int8", "source_run": "01_cnn", "test_images": 2,
+                      "params_total": 400, "params_trainable": 390, "train_seconds": 1500.0,
+                      "image_size": 32}  # the variant's accuracy, not the source's
+    assert variant_fields("CNN", "keras", values, np.array([1]), source)["model"] == "CNN (Keras)"
