@@ -1,7 +1,6 @@
 """cifar_utils: the plumbing of the CIFAR-10 transfer-learning notebooks.
 
-The notebooks show, in Keras code, every idea they teach; this package holds what is
-not the lesson and what two notebooks would otherwise repeat:
+The notebooks show every idea they teach in Keras code; this package holds the rest:
 
 * `data`      loading CIFAR-10 (download or local copy) and the split every notebook uses
 * `reader`    the safe reader of local copies, with md5-checked provenance

@@ -33,13 +33,11 @@ class LabelledImages(NamedTuple):
 def load_cifar10(data_dir=None, *, return_provenance=False):
     """Load CIFAR-10 as uint8 `LabelledImages`: `(x_train, y_train), (x_test, y_test)`.
 
-    Images are (N, 32, 32, 3), labels (N,) in 0..9 (Keras gives (N, 1); flat labels are easier
-    to index and stratify). `data_dir`, a local copy of the official "python version" (the
-    folder holding `cifar-10-batches-py/`, that folder, or `cifar-10-python.tar.gz`), defaults
-    to `$CIFAR10_DIR`; with neither, Keras downloads and caches the archive in
-    `~/.keras/datasets`. `return_provenance` adds a `DataProvenance` (source, official or not).
-    A modified copy loads with a `ModifiedDataWarning`, as its accuracies are not comparable
-    with published ones; a failed download raises `CifarDataError`."""
+    Labels are flat (N,), easier to index than Keras' (N, 1). `data_dir` (default
+    `$CIFAR10_DIR`) is a local copy: the folder holding `cifar-10-batches-py/`, that folder, or
+    `cifar-10-python.tar.gz`; without one, Keras downloads the archive. `return_provenance` adds
+    its `DataProvenance`. A modified copy warns (`ModifiedDataWarning`); a failed download
+    raises `CifarDataError`."""
     data_dir = data_dir or os.environ.get(DATA_DIR_ENV) or None
     if data_dir is None:
         import keras  # imported here so that `import cifar_utils` stays light

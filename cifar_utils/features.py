@@ -36,9 +36,8 @@ def fingerprint(*arrays) -> str:
 
 
 def _behaviour(preprocess) -> str:
-    """Fingerprint of what `preprocess` does to a fixed probe image: names are not enough
-    (two adapted `Normalization` layers share a name, not their statistics). The probe
-    is copied because `preprocess_input` changes float arrays in place."""
+    """Fingerprint of what `preprocess` does to a probe image (names are not enough: adapted
+    `Normalization` layers share one); a copy, as `preprocess_input` works in place."""
     return fingerprint(np.asarray(preprocess(_PROBE.copy()), dtype=np.float32))
 
 

@@ -54,12 +54,11 @@ class OutputFolders:
 
 
 def output_folders(output_dir=None, *, quick=False) -> OutputFolders:
-    """Where a notebook writes `figures/`, `results/` and trained heads (`models/`).
+    """Where a notebook writes `figures/`, `results/` and trained models (`models/`).
 
-    An explicit `output_dir` (relative to the working folder) always wins. In a checkout: the
-    repository, found from this package whichever folder the kernel starts in (heads in
-    `build/models/`, not committed; with `quick` all under `build/quick/`, sparing committed
-    files). Installed elsewhere (Colab): `cifar10_outputs/` (or `.../quick/`) by the notebook."""
+    An explicit `output_dir` always wins. In a checkout: the repository, whatever folder the
+    kernel starts in (models in `build/models/`; with `quick`, all under `build/quick/`).
+    Installed elsewhere (Colab): `cifar10_outputs/` (or `.../quick/`) beside the notebook."""
     if output_dir is not None:
         root, shown = Path(output_dir).expanduser().resolve(), f"{output_dir}/"
     elif (repository := repository_root()) is not None:

@@ -25,11 +25,8 @@ def last_feature_map(model) -> str:
 
 
 def activations_and_outputs(model, x, name):
-    """(activations of layer `name`, outputs of `model`) for inputs `x`, in inference mode.
-
-    `model`'s top-level layers must run one after another (a functional CNN, or models
-    chained one after another); nested models are followed down to the layer.
-    """
+    """(activations of layer `name`, outputs of `model`) for inputs `x`, in inference mode;
+    `model`'s top-level layers run one after another, nested models are followed down."""
     if any(layer.name == name for layer in model.layers):
         both = keras.Model(model.input, [model.get_layer(name).output, model.outputs[0]])
         return both(x, training=False)

@@ -196,11 +196,9 @@ def shipping_table(table):
     shown = pd.DataFrame({"file size": table["megabytes"].map("{:.2f} MB".format),
                           "test accuracy": table["test_accuracy"].map("{:.2%}".format)},
                          index=table.index)
-    for column in [c for c in table.columns if c.endswith("_threads")]:
-        statistic, _, threads = column.partition("_ms_")
-        count = threads.replace("_threads", "")
-        who = "TensorFlow's threads" if count == "tf" else \
-            f"{count} thread{'s' if count != '1' else ''}"
-        title = f"{'median' if statistic == 'median' else '90th percentile'}, {who}"
-        shown[title] = table[column].map(lambda v: "—" if v != v else f"{v:.1f} ms")
+    for column in [c for c in table.columns if c.endswith("_threads")]:  # median_ms_2_threads
+        statistic, _, count = column.removesuffix("_threads").partition("_ms_")
+        who = {"tf": "TensorFlow's threads", "1": "1 thread"}.get(count, f"{count} threads")
+        shown[f"{'median' if statistic == 'median' else '90th percentile'}, {who}"] = \
+            table[column].map(lambda v: "—" if v != v else f"{v:.1f} ms")
     return shown

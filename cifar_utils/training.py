@@ -1,9 +1,7 @@
 """Training plumbing: quick mode, the device strategy, a quiet per-epoch log, timings.
 
-Keras' progress bars print hundreds of lines into a notebook and bury the numbers that
-matter: notebooks call `model.fit(..., verbose=0)` with a `TrainingLog` among the
-callbacks. `train_head` is the one recipe two notebooks share: notebook 02 writes it out
-where it teaches it, notebook 03 reuses it from here when 02's heads are missing.
+Notebooks call `model.fit(..., verbose=0)` with a `TrainingLog` instead of Keras' progress
+bars. `train_head`, written out in notebook 02, is reused by 03 when 02's heads are missing.
 """
 
 from __future__ import annotations

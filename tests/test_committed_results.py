@@ -49,6 +49,8 @@ def test_readme_table_matches_the_results_files():
     records = {record["model"]: record for record in map(json.loads, map(Path.read_text, RECORDS))}
     readme = (RESULTS.parent / "README.md").read_text()
     section = readme.split("## Results", 1)[-1].split("\n## ", 1)[0]
+    section = "\n".join(part for part in section.split("\n### ")  # tables of one row per model
+                        if not part.startswith(("Class by class", "Original pixels")))
     rows = [line.split("|")[1:-1] for line in section.splitlines()
             if line.startswith("| ") and "%" in line]
     assert len(rows) == len(records), "every results file has one row in the README, and back"
@@ -56,3 +58,44 @@ def test_readme_table_matches_the_results_files():
         model, accuracy = cells[0].strip(), cells[2].strip()
         assert model in records, f"README row {model!r} has no results file"
         assert accuracy == f"{records[model]['test_accuracy']:.1%}", model
+
+
+def readme_table(heading):
+    """The rows of the README table under `### heading`, as lists of cells."""
+    readme = (RESULTS.parent / "README.md").read_text()
+    section = readme.split(f"### {heading}", 1)[1].split("\n#", 1)[0]
+    return [[cell.strip() for cell in line.split("|")[1:-1]] for line in section.splitlines()
+            if line.startswith("| ") and not line.startswith("| ---")]
+
+
+def trained_models():
+    records = [json.loads(path.read_text()) for path in RECORDS]
+    return [record for record in records if "variant" not in record]
+
+
+def test_readme_recall_per_class_is_recomputed_from_the_predictions(test_labels):
+    from cifar_utils import CLASS_NAMES
+
+    header, *rows = readme_table("Class by class")
+    records = trained_models()
+    assert header[1:] == [record["model"] for record in records]
+    assert [row[0] for row in rows] == list(CLASS_NAMES)
+    for column, record in enumerate(records, start=1):
+        predicted = np.load(RESULTS / record["predictions_file"])
+        for label, row in enumerate(rows):
+            assert row[column] == f"{100 * np.mean(predicted[test_labels == label] == label):.1f}"
+
+
+def test_readme_accuracy_by_pixel_origin_is_recomputed_from_the_predictions(test_labels):
+    from cifar_utils.reader import PARTLY_RECOVERED
+
+    _, *rows = readme_table("Original pixels and JPEG-recovered ones")
+    records = trained_models()
+    assert [row[0] for row in rows] == [record["model"] for record in records]
+    for row, record in zip(rows, records, strict=True):
+        original = PARTLY_RECOVERED[record["data_provenance"]["md5"]["test_batch"]]
+        right = np.load(RESULTS / record["predictions_file"]) == test_labels
+        kept, recovered = right[:original].mean(), right[original:].mean()
+        assert row[1:] == [f"{kept:.1%}", f"{recovered:.1%}",
+                           f"{100 * (kept - recovered):+.1f} points",
+                           f"±{196 * np.sqrt(kept * (1 - kept) / original):.1f} points"]

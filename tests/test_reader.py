@@ -103,6 +103,19 @@ def test_official_checksums_load_silently(cifar_dir, monkeypatch):
     assert "official files" in provenance.describe()
 
 
+def test_which_test_images_keep_official_pixels(cifar_dir, monkeypatch):
+    """Official files: all; a copy whose recovery is documented: its count; another: unknown."""
+    with pytest.warns(ModifiedDataWarning):
+        _, unknown = load_cifar10(cifar_dir, return_provenance=True)
+    assert unknown.original_test_images is None and "keep their official" not in unknown.describe()
+    monkeypatch.setitem(reader.PARTLY_RECOVERED, unknown.md5["test_batch"], 12)
+    with pytest.warns(ModifiedDataWarning):
+        _, known = load_cifar10(cifar_dir, return_provenance=True)
+    assert known.original_test_images == 12 and known.to_dict()["original_test_images"] == 12
+    assert "first 12 test images keep their official pixels" in known.describe()
+    assert reader.DataProvenance("Keras", official=True).original_test_images == 10_000
+
+
 def test_one_changed_file_is_named(cifar_dir, monkeypatch):
     folder = cifar_dir / BATCH_FOLDER
     official = {name: reader._md5((folder / name).read_bytes()) for name in reader.OFFICIAL_MD5}
