@@ -11,12 +11,6 @@ import pandas as pd
 from .data import CLASS_NAMES
 
 
-def predict_proba(model, data, batch_size=256):
-    """Class probabilities of `model` for `data` (an array or a `tf.data` dataset)."""
-    return model.predict(data, batch_size=None if hasattr(data, "element_spec") else batch_size,
-                         verbose=0)
-
-
 @dataclass
 class Evaluation:
     """A model's test-set outputs: probabilities, predicted classes, accuracy and loss."""
@@ -33,9 +27,12 @@ def evaluate(model, data, y_true, *, mirrored=None) -> Evaluation:
     their probabilities in is test-time augmentation, which helps models trained with flips.
     The loss is `model.evaluate`'s (mean cross-entropy, probabilities clipped at 1e-7), without
     its second pass over the data."""
-    probabilities = predict_proba(model, data)
+    def predict(x):  # arrays in batches of 256; a tf.data pipeline batches itself
+        return model.predict(x, batch_size=None if hasattr(x, "element_spec") else 256, verbose=0)
+
+    probabilities = predict(data)
     if mirrored is not None:
-        flipped = predict_proba(model, mirrored)
+        flipped = predict(mirrored)
         if flipped.shape != probabilities.shape:
             raise ValueError(f"{len(flipped)} mirrored predictions for {len(probabilities)} "
                              "images: `mirrored` must hold the same images as `data`, flipped.")

@@ -199,7 +199,8 @@ def plot_grad_cam(images, labels, explanations, class_names=CLASS_NAMES, title=N
 
 VARIANT_MARKERS = {"keras": ("o", "Keras (TensorFlow's threads)"),
                    "float32": ("s", "LiteRT float32"), "float16": ("^", "LiteRT float16"),
-                   "dynamic": ("D", "LiteRT dynamic range"), "int8": ("*", "LiteRT int8")}
+                   "dynamic": ("D", "LiteRT dynamic range"), "int8": ("*", "LiteRT int8"),
+                   "int8_selective": ("P", "LiteRT int8, worst layers in float")}
 
 
 def plot_tradeoffs(results):

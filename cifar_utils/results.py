@@ -195,11 +195,9 @@ def _load_keras(path):
 
 
 def _announcement(folders, quick) -> str:
-    where = f"Figures, results and trained models are saved in {folders.shown}."
-    if not quick:
-        return where
     return ("QUICK MODE: small subsets and few epochs, to check that everything runs; the "
-            f"numbers of trained models below are NOT the real results.\n{where}")
+            "numbers of trained models below are NOT the real results.\n" if quick else "") \
+        + f"Figures, results and trained models are saved in {folders.shown}."
 
 
 def _exists(path, missing_ok, shown) -> bool:

@@ -7,6 +7,7 @@ int8 errs. Nothing here re-implements quantization: int8 scales are read from th
 
 from __future__ import annotations
 
+import contextlib
 import re
 import statistics
 import tempfile
@@ -26,24 +27,16 @@ def _calibration(images):
 def quantization_errors(converter, model, images, top=10):
     """Where full-int8 quantization of `model` errs most: its `top` layers, worst first.
 
-    `converter`: a `tf.lite.TFLiteConverter` of `model` set up for int8 (notebook 04).
-    TensorFlow's quantization debugger calibrates it on `images` (raw pixels), runs every
-    quantized layer on them in 8 bits and in float from the same input, and measures the
-    error each layer adds by itself, in steps of its 8-bit output (RMS difference / scale)
-    so that layers of different ranges compare. Rounding the output alone costs about
-    0.29 steps (1/sqrt(12)); more comes from rounding weights and from values outside
-    the calibrated range. Returns layer, operation, step width (`scale`) and error.
+    TensorFlow's quantization debugger calibrates `converter` (set up for int8) on `images`,
+    runs every quantized layer in 8 bits and in float from the same input, and measures the
+    error each adds by itself, in steps of its 8-bit output (RMS difference / `scale`);
+    rounding the output alone costs about 0.29 steps (1/sqrt(12)). Also returns each
+    layer's output `tensor`, the name `QuantizationDebugOptions(denylisted_nodes=)` takes.
     """
     import io
-    import warnings
 
     import pandas as pd
-    import tensorflow as tf
-    with muted_native_logs(), warnings.catch_warnings():
-        # The debugger runs tf.lite.Interpreter, which warns that it is deprecated.
-        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
-        debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=converter, debug_dataset=_calibration(images))
+    with quantization_debugger(converter, images) as debugger:
         debugger.run()
         dump = io.StringIO()
         debugger.layer_statistics_dump(dump)
@@ -55,8 +48,21 @@ def quantization_errors(converter, model, images, top=10):
         "operation": stats["op_name"],
         "scale": stats["scale"].round(4),
         "error (steps)": (stats["mean_squared_error"] ** 0.5 / stats["scale"]).round(2),
-    })  # rounded for reading
+        "tensor": stats["tensor_name"]})  # rounded for reading
     return table.sort_values("error (steps)", ascending=False).head(top).reset_index(drop=True)
+
+
+@contextlib.contextmanager
+def quantization_debugger(converter, images, options=None):
+    """TensorFlow's quantization debugger of `converter`, calibrated on `images`, quiet: no
+    C++ logs, no warning that it runs the deprecated `tf.lite.Interpreter`."""
+    import warnings
+
+    import tensorflow as tf
+    with muted_native_logs(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+        yield tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=_calibration(images), debug_options=options)
 
 
 def _layer_names(model) -> set:
@@ -66,9 +72,8 @@ def _layer_names(model) -> set:
 
 
 def _layer_of(tensor_name, names):
-    """The Keras layer of a LiteRT tensor: the innermost part of its path through the nested
-    models (`model_1/base_1/block_3_depthwise_1/depthwise;...`) that, without the `_1` the
-    export appends, names a layer."""
+    """The Keras layer of a LiteRT tensor `model_1/base_1/block_3_depthwise_1/depthwise;...`:
+    the innermost part of the path that names a layer (without the export's `_1`)."""
     parts = tensor_name.split(";")[0].split("/")
     for part in reversed(parts):
         for candidate in (part, re.sub(r"_\d+$", "", part)):
@@ -80,13 +85,10 @@ def _layer_of(tensor_name, names):
 class LiteRTModel:
     """A `.tflite` file in the LiteRT interpreter: predictions and single-image latency."""
 
-    def __init__(self, path=None, num_threads=2, *, content=None):
-        """Load the `.tflite` file `path`, or a model already in memory (`content`, bytes)."""
+    def __init__(self, model, num_threads=2):
+        """Load `model`: the path of a `.tflite` file, or the model itself (bytes)."""
         from ai_edge_litert.interpreter import Interpreter
-        if (path is None) == (content is None):
-            raise ValueError("LiteRTModel takes either the path of a .tflite file or the "
-                             "model's bytes (content=), not both or neither.")
-        model = dict(model_content=content) if path is None else dict(model_path=str(path))
+        model = dict(model_content=model) if isinstance(model, bytes) else dict(model_path=str(model))
         with muted_native_logs():
             self.interpreter = Interpreter(**model, num_threads=num_threads)
         self.input = self.interpreter.get_input_details()[0]
@@ -100,7 +102,7 @@ class LiteRTModel:
         with tempfile.TemporaryDirectory() as tmp, muted_native_logs():
             path = Path(tmp) / f"{model.name}.tflite"
             model.export(str(path), format="litert", verbose=False)
-            return cls(content=path.read_bytes(), num_threads=num_threads)
+            return cls(path.read_bytes(), num_threads=num_threads)
 
     def run(self, images) -> np.ndarray:
         """The model's output for one batch of `images`, exactly as the model takes them."""
@@ -158,11 +160,10 @@ def keras_latency(model, image, calls=200, warmup=20) -> dict:
 def measure_variants(model, files, test, *, keras_probabilities, threads=(1, 2), calls=200):
     """Size, test accuracy and single-image latency of a model's saved variants, side by side.
 
-    `files` maps "keras" to `model`'s `.keras` file, other variants to `.tflite` files;
-    `keras_probabilities`: `model`'s predictions for `test.images`, computed once. Returns
-    `(table, predictions)`: per variant the size (MB), test accuracy, median and 90th
-    percentile latency (ms) on each number of `threads` (Keras: `*_tf_threads`, its own),
-    and the predicted class of every test image.
+    `files`: "keras" -> `model`'s `.keras` file, other variants -> `.tflite` files;
+    `keras_probabilities`: `model`'s predictions for `test.images`. Returns `(table,
+    predictions)`: size (MB), test accuracy, median and 90th percentile latency (ms) on each
+    number of `threads` (Keras: `*_tf_threads`), and the predicted class of each test image.
     """
     import pandas as pd
 

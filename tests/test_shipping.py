@@ -12,6 +12,7 @@ from cifar_utils.shipping import (
     keras_latency,
     measure_latency,
     measure_variants,
+    quantization_debugger,
     quantization_errors,
     shipping_table,
 )
@@ -157,14 +158,13 @@ def test_measure_variants_uses_the_keras_predictions_it_is_given(pixel_model, va
         measure_variants(model, only, data, keras_probabilities=given[:10])
 
 
-def test_a_litert_model_comes_from_a_file_or_from_bytes_not_both(pixel_model, variants):
+def test_a_litert_model_comes_from_a_file_or_from_its_bytes(pixel_model, variants):
     _, data = pixel_model
     path = variants["float32"]
-    from_bytes = LiteRTModel(content=path.read_bytes())
+    from_bytes = LiteRTModel(path.read_bytes())
     np.testing.assert_allclose(from_bytes.run(data.images[:4]), LiteRTModel(path).run(data.images[:4]))
-    for wrong in (dict(), dict(path=path, content=path.read_bytes())):
-        with pytest.raises(ValueError, match="either the path of a .tflite file"):
-            LiteRTModel(**wrong)
+    with pytest.raises(ValueError):  # the interpreter's own error for a file that is not LiteRT
+        LiteRTModel(b"not a model")
 
 
 def test_from_keras_converts_in_memory_and_leaves_no_file(pixel_model, tmp_path, monkeypatch):
@@ -218,10 +218,23 @@ def test_quantization_errors_point_at_the_layer_whose_weights_round_badly(tmp_pa
 
     table = quantization_errors(converter, model, x, top=3)
 
-    assert list(table.columns) == ["layer", "operation", "scale", "error (steps)"]
+    assert list(table.columns) == ["layer", "operation", "scale", "error (steps)", "tensor"]
     assert len(table) == 3
     assert table["error (steps)"].is_monotonic_decreasing
     assert table.loc[0, "layer"] == "conv_b" and table.loc[0, "operation"] == "CONV_2D"
     assert table.loc[0, "error (steps)"] > 10
     errors = quantization_errors(converter, model, x, top=None).set_index("layer")["error (steps)"]
     assert errors["conv_a"] < 0.5  # rounding alone: about 0.29 steps
+
+    # Selective quantization: with conv_b kept in float, the lost input comes back.
+    def predictions(content):
+        return LiteRTModel(content, num_threads=1).predict(x)
+
+    float_model = model.predict(x, verbose=0)
+    with quantization_debugger(converter, x) as debugger:
+        int8 = predictions(debugger.get_nondebug_quantized_model())
+    options = tf.lite.experimental.QuantizationDebugOptions(
+        denylisted_nodes=[table.loc[0, "tensor"]], fully_quantize=True)
+    with quantization_debugger(converter, x, options) as debugger:
+        selective = predictions(debugger.get_nondebug_quantized_model())
+    assert np.abs(selective - float_model).max() < np.abs(int8 - float_model).max() / 3
