@@ -96,6 +96,6 @@ def test_readme_accuracy_by_pixel_origin_is_recomputed_from_the_predictions(test
         original = PARTLY_RECOVERED[record["data_provenance"]["md5"]["test_batch"]]
         right = np.load(RESULTS / record["predictions_file"]) == test_labels
         kept, recovered = right[:original].mean(), right[original:].mean()
-        assert row[1:] == [f"{kept:.1%}", f"{recovered:.1%}",
+        assert row[1:] == [f"{kept:.2%}", f"{recovered:.2%}",
                            f"{100 * (kept - recovered):+.1f} points",
                            f"±{196 * np.sqrt(kept * (1 - kept) / original):.1f} points"]
