@@ -45,10 +45,15 @@ def test_unknown_name_is_an_attribute_error():
         cifar_utils.no_such_helper  # noqa: B018
 
 
+def run_python(code):
+    """`code` run in a fresh interpreter: its stdout and stderr."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+
+
 def test_start_tensorflow_is_quiet_and_says_where_it_runs():
     code = "import cifar_utils; print(cifar_utils.start_tensorflow())"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
+    result = run_python(code)
     assert result.stdout.startswith("TensorFlow 2.") and "running on" in result.stdout
     assert result.stderr == ""
 
@@ -60,8 +65,7 @@ def test_float16_arrays_add_no_native_log_lines_after_start():
             "import tensorflow as tf\n"
             "tf.cast(tf.constant(np.ones((2, 2), np.float16)), tf.float32)\n"
             "print('ok')")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
+    result = run_python(code)
     assert result.stdout == "ok\n"
     assert result.stderr == ""
 
@@ -79,7 +83,6 @@ def test_muted_native_logs_hides_native_stderr_for_one_block_only():
             "    print(err)\n"
             "os.write(2, b'restored\\n')\n"
             "print(len(os.listdir('/proc/self/fd')) == before)\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
+    result = run_python(code)
     assert result.stderr == "after\nrestored\n"
     assert result.stdout == "an error inside\nTrue\n"  # errors surface; no descriptor leaks
