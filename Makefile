@@ -1,6 +1,7 @@
 # Two commands, each setting up its own environment on a fresh machine:
 #   make series   run every notebook in order (full mode), saving outputs, figures, results
 #                 (one of them: make series NOTEBOOKS=notebooks/01_baseline_cnn.ipynb)
+#   make publish REPOSITORY=https://github.com/owner/name   its address, before publishing
 #   make test     unit tests, then every notebook executed by nbval in quick mode
 # Local copies of the data and weights: see "Offline use" in README.md.
 # Python 3.11, 3.12 or 3.13; another interpreter with e.g. `make PYTHON=python3.12 test`.
@@ -12,7 +13,7 @@ STAMP  := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 SUPPORTED := 3.11 3.12 3.13
 
-.PHONY: series test lint clean check-python
+.PHONY: series test lint clean check-python publish
 
 # TensorFlow 2.21 has no wheels for 3.14, and the pinned NumPy, pandas, matplotlib,
 # Keras and ipykernel need 3.11: stop before pip's resolver errors, and say what to do.
@@ -44,8 +45,12 @@ series: $(STAMP)
 test: $(STAMP)
 	CIFAR_UTILS_QUICK=1 $(BIN)/python -m pytest --nbval-lax tests notebooks
 
+# Before publishing: the repository's address into every Colab badge and setup cell.
+publish:
+	$(PYTHON) tools/publish.py "$(REPOSITORY)"
+
 lint: $(STAMP)
-	$(BIN)/ruff check cifar_utils tests
+	$(BIN)/ruff check cifar_utils tests tools
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

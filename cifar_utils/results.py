@@ -138,6 +138,7 @@ class Recorder:
             raise ValueError(f"notebook {notebook!r} must be a notebook's file name without "
                              "'.ipynb', e.g. '01_baseline_cnn'")
         self.notebook, self.number, self.provenance = notebook, notebook[:2], provenance
+        self.quick = quick
         self.folders = output_folders(output_dir, quick=quick).create()
         print(_announcement(self.folders, quick))
 
@@ -146,7 +147,8 @@ class Recorder:
         """Save run `<number>_<name>` (`run_fields`, and `extra`); print its test accuracy,
         in points over this notebook's run `baseline` when one is named."""
         reference = baseline and self.load_run(f"{self.number}_{baseline}", missing_ok=False)
-        print(_accuracy_line(model_name, evaluation.accuracy, reference))
+        print(_accuracy_line(model_name, evaluation.accuracy, reference)
+              + (" (quick mode: the text describes the full run)" if self.quick else ""))
         fields = run_fields(model_name, model, evaluation, training, image_size=image_size,
                             extra_seconds=extra_seconds)
         return self._save(name, **fields, **extra)
@@ -196,7 +198,7 @@ def _load_keras(path):
 
 def _announcement(folders, quick) -> str:
     return ("QUICK MODE: small subsets and few epochs, to check that everything runs; the "
-            "numbers of trained models below are NOT the real results.\n" if quick else "") \
+            "numbers below are NOT the results the text describes.\n" if quick else "") \
         + f"Figures, results and trained models are saved in {folders.shown}."
 
 

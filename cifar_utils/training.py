@@ -15,13 +15,15 @@ QUICK_ENV = "CIFAR_UTILS_QUICK"
 """Environment variable switching every notebook to quick mode."""
 
 
-def quick_mode() -> bool:
-    """True when `$CIFAR_UTILS_QUICK` is 1: notebooks then use a small subset and 1-2 epochs.
-
-    Quick mode is for tests and a first pass in class; its numbers are not results.
+def quick_mode(default=False) -> bool:
+    """Quick mode: `$CIFAR_UTILS_QUICK` (1 or 0) when it is set (tests set it), else `default`,
+    the value in a notebook's setup cell that a student edits. Quick mode uses small subsets
+    and 1-2 epochs, for tests and a first pass in class; its numbers are not results.
     """
     value = os.environ.get(QUICK_ENV, "").strip().lower()
-    if value in ("", "0", "false", "no"):
+    if value == "":
+        return bool(default)
+    if value in ("0", "false", "no"):
         return False
     if value in ("1", "true", "yes"):
         return True

@@ -37,14 +37,6 @@ def test_every_notebook_starts_with_the_same_setup_cell():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_colab_badge_points_at_this_notebook_in_the_setup_repository(path):
-    repository = re.search(r'REPOSITORY = "https://github.com/([^"]+)"', cells(path)[0]).group(1)
-    title = cells(path, "markdown")[0]
-    assert (f"https://colab.research.google.com/github/{repository}/blob/main/notebooks/"
-            f"{path.name}") in title
-
-
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_code_cells_read_splits_by_name(path):
     for source in cells(path):
         assert not re.search(r"\.(train|val|test)\[\d\]", source), source

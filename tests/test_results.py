@@ -106,11 +106,21 @@ def test_recorder_checks_its_folders_before_any_training(tmp_path, capsys):
 
 
 def test_a_quick_recorder_says_its_numbers_are_not_results(tmp_path, capsys):
+    import keras
+
+    from cifar_utils.metrics import Evaluation
+
     recorder = Recorder("01_baseline_cnn", PROVENANCE, tmp_path / "quick", quick=True)
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("QUICK MODE:") and "NOT the real results" in lines[0]
+    assert lines[0].startswith("QUICK MODE:") and "NOT the results the text describes" in lines[0]
     assert lines[1] == f"Figures, results and trained models are saved in {tmp_path / 'quick'}/."
     assert recorder.number == "01" and recorder.folders.models == tmp_path / "quick" / "models"
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(10)])
+    recorder.save_run("classic_cnn", "Classic CNN", model,
+                      Evaluation(np.eye(10)[[1]], np.array([1]), 0.25, 0.5),
+                      training_log(seconds=1.0, epoch_seconds=[1]), image_size=32)
+    assert capsys.readouterr().out == ("Classic CNN: test accuracy 25.0% (quick mode: the text "
+                                       "describes the full run)\n")  # beside every result
 
 
 def test_recorder_saves_runs_from_training_and_evaluation(tmp_path):

@@ -169,6 +169,17 @@ def test_quick_mode_reads_the_environment(monkeypatch):
         quick_mode()
 
 
+def test_quick_mode_is_the_setup_cells_value_unless_the_environment_says_otherwise(monkeypatch):
+    """A student switches quick mode on with one edit, `cu.quick_mode(True)`; tests and
+    `CIFAR_UTILS_QUICK=0/1` still decide when they set the variable."""
+    monkeypatch.delenv("CIFAR_UTILS_QUICK", raising=False)
+    assert quick_mode(True) is True and quick_mode(False) is False
+    monkeypatch.setenv("CIFAR_UTILS_QUICK", "0")
+    assert quick_mode(True) is False
+    monkeypatch.setenv("CIFAR_UTILS_QUICK", "1")
+    assert quick_mode(False) is True
+
+
 def test_format_duration_picks_seconds_or_minutes():
     assert format_duration(45.4) == "45 s" and format_duration(119) == "119 s"
     assert format_duration(150) == "2.5 min" and format_duration(2628) == "43.8 min"
