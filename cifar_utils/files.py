@@ -9,6 +9,7 @@ from pathlib import Path
 
 OUTSIDE_CHECKOUT = "cifar10_outputs"  # created beside the notebook outside a checkout
 CACHE_ENV = "CIFAR_UTILS_CACHE"  # overrides where cached features are stored
+SHIPPED = "models"  # the repository's trained models, for notebooks that run on their own
 
 
 class OutputFolderError(OSError):
@@ -70,6 +71,22 @@ def output_folders(output_dir=None, *, quick=False) -> OutputFolders:
         root = notebook_folder() / OUTSIDE_CHECKOUT / ("quick" if quick else "")
         shown = f"{OUTSIDE_CHECKOUT}/{'quick/' if quick else ''} beside the notebook"
     return OutputFolders(root / "figures", root / "results", root / "models", shown=shown)
+
+
+def shipped_file(name, repository=None) -> Path:
+    """`models/<name>`, a file the repository ships: in a checkout, the file itself; installed
+    elsewhere (Colab), downloaded once from `repository` (its GitHub address) into Keras' cache."""
+    if (root := repository_root()) is not None:
+        if not (path := root / SHIPPED / name).is_file():
+            raise FileNotFoundError(f"{SHIPPED}/{name} is not in this checkout: the repository "
+                                    "ships it from its full run (see the README).")
+        return path
+    if repository is None:
+        raise FileNotFoundError(f"{SHIPPED}/{name} comes from the repository, whose address "
+                                "this notebook does not know: set REPOSITORY in its setup cell.")
+    import keras
+    return Path(keras.utils.get_file(name, f"{repository}/raw/main/{SHIPPED}/{name}",
+                                     cache_subdir="cifar_utils_models"))
 
 
 def default_cache_dir() -> Path:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .files import output_folders, write_atomic
+from .files import output_folders, repository_root, shipped_file, write_atomic
 from .plots import save_figure
 
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -25,8 +25,8 @@ _NOTEBOOK_NAME = re.compile(r"^(\d\d)_[A-Za-z0-9_]+$")
 
 
 def save_results(run, directory="results", *, predictions=None, **fields) -> Path:
-    """Write `<directory>/<run>.json`: `fields`, plus `run`, `tensorflow_version`, `device`
-    and `saved_at`; and `predictions` (one predicted class per test image, in order) as
+    """Write `<directory>/<run>.json`: `fields`, plus `run`, `tensorflow_version`, `device`,
+    `saved_at` and the checkout's `commit` (unless given); and `predictions` (one predicted class per test image, in order) as
     `<run>_test_predictions.npy`. Rerunning a notebook replaces its own runs' files only."""
     import tensorflow as tf
     if not _RUN_NAME.match(str(run)):
@@ -37,6 +37,7 @@ def save_results(run, directory="results", *, predictions=None, **fields) -> Pat
     record = {"run": run, **fields, "tensorflow_version": tf.__version__,
               "device": _device(tf),
               "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    record.setdefault("commit", _commit())
     if predictions is not None:
         predictions = np.asarray(predictions)
         if predictions.ndim != 1 or not np.issubdtype(predictions.dtype, np.integer):
@@ -153,9 +154,9 @@ class Recorder:
                             extra_seconds=extra_seconds)
         return self._save(name, **fields, **extra)
 
-    def save_variants(self, name, model_name, table, predictions, *, source_run) -> list:
-        """Save each row of `shipping.measure_variants` as run `<number>_<name>_<row>`."""
-        source = self.load_run(source_run, missing_ok=False)
+    def save_variants(self, name, model_name, table, predictions, *, source) -> list:
+        """Save each row of `shipping.measure_variants` as run `<number>_<name>_<row>`, the
+        exports of the model whose results record is `source` (`trained_model`)."""
         return [self._save(f"{name}_{row}", **variant_fields(model_name, row, values,
                                                              predictions[row], source))
                 for row, values in table.iterrows()]
@@ -189,6 +190,38 @@ class Recorder:
         is missing, None with `missing_ok`, else a `FileNotFoundError` saying what to run."""
         path = self.folders.models / f"{run}.keras"
         return _load_keras(path) if _exists(path, missing_ok, self.folders.shown) else None
+
+
+    def trained_model(self, run, source="auto", repository=None):
+        """The model of run `run` (e.g. "01_improved_cnn") and its results record, for a later
+        notebook; prints which. `source`: "yours" (saved here when you ran its notebook),
+        "shipped" (the repository's `models/`, from its full run: `files.shipped_file`) or
+        "auto", yours if it exists, else the shipped one."""
+        if source not in ("auto", "yours", "shipped"):
+            raise ValueError(f"source={source!r}: choose 'auto', 'yours' or 'shipped'")
+        if source == "auto":
+            source = "yours" if (self.folders.models / f"{run}.keras").is_file() else "shipped"
+        if source == "yours":
+            model, record = self.load_model(run), self.load_run(run, missing_ok=False)
+            where = f"yours, trained by notebook {run[:2]} (in {self.folders.shown})"
+        else:
+            model = _load_keras(shipped_file(f"{run}.keras", repository))
+            record = _read_record(shipped_file(f"{run}.json", repository))
+            where = f"the repository's, from notebook {run[:2]} at commit {record['commit'][:7]}"
+        print(f"{record['model']}: {where}; test accuracy {record['test_accuracy']:.1%}")
+        return model, record
+
+
+def _commit() -> str | None:
+    """The commit checked out where the package runs from (None outside a git checkout)."""
+    import subprocess
+    if (root := repository_root()) is None:
+        return None
+    try:
+        return subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
+                              capture_output=True, text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def _load_keras(path):

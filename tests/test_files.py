@@ -73,3 +73,19 @@ def test_write_atomic_leaves_the_old_file_when_writing_fails(tmp_path):
     with pytest.raises(RuntimeError):
         write_atomic(path, fail)
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["record.json"]
+
+
+def test_a_shipped_file_outside_a_checkout_comes_from_the_repository_address(tmp_path,
+                                                                             monkeypatch):
+    """In Colab the package is installed without `models/`: the file is fetched once from
+    `<REPOSITORY>/raw/main/models/`, here a local folder standing in for GitHub."""
+    import cifar_utils.files as files
+    monkeypatch.setattr(files, "repository_root", lambda: None)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    served = tmp_path / "github" / "raw" / "main" / "models"
+    served.mkdir(parents=True)
+    (served / "01_improved_cnn.json").write_text('{"run": "01_improved_cnn"}')
+    path = files.shipped_file("01_improved_cnn.json", f"file://{tmp_path / 'github'}")
+    assert path.read_text() == '{"run": "01_improved_cnn"}' and str(tmp_path / "keras") in str(path)
+    with pytest.raises(FileNotFoundError, match="set REPOSITORY in its setup cell"):
+        files.shipped_file("01_improved_cnn.json")

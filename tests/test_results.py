@@ -252,7 +252,8 @@ def test_each_shipped_variant_is_saved_as_a_run_carrying_its_source_models_train
                           "median_ms_tf_threads": [9.0, np.nan],
                           "median_ms_2_threads": [np.nan, 1.5]}, index=["keras", "int8"])
     predictions = {"keras": np.array([1, 2, 3, 4]), "int8": np.array([1, 2, 0, 0])}
-    paths = recorder.save_variants("cnn", "CNN", table, predictions, source_run="01_cnn")
+    source = recorder.load_run("01_cnn")
+    paths = recorder.save_variants("cnn", "CNN", table, predictions, source=source)
     assert [p.name for p in paths] == ["04_cnn_keras.json", "04_cnn_int8.json"]
     keras_record, int8 = (json.loads(p.read_text()) for p in paths)
     assert keras_record["model"] == "CNN (Keras)" and int8["model"] == "CNN (LiteRT int8)"
@@ -263,9 +264,109 @@ def test_each_shipped_variant_is_saved_as_a_run_carrying_its_source_models_train
     assert int8["median_ms_tf_threads"] is None  # not measured: null, not NaN, in the JSON
     assert int8["notebook"] == "04_inside_and_shipping.ipynb"
     assert np.load(recorder.folders.results / int8["predictions_file"]).tolist() == [1, 2, 0, 0]
-    with pytest.raises(FileNotFoundError, match="01_missing.json is missing from .*: run "
+
+
+def tiny_model(name):
+    import keras
+    return keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")],
+                            name=name)
+
+
+def ship_a_run(tmp_path, monkeypatch, run="01_improved_cnn"):
+    """A checkout in `tmp_path` whose models/ ships `run`, as `tools/ship_models.py` writes it."""
+    import sys
+
+    import cifar_utils.files as files
+    monkeypatch.setattr(files, "repository_root", lambda: tmp_path / "checkout")
+    sys.path.insert(0, str(files.Path(__file__).resolve().parents[1] / "tools"))
+    import ship_models
+    trained = make_recorder(tmp_path / "trained", "01_baseline_cnn")
+    model = tiny_model("shipped_cnn")
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(np.zeros((2, 4)), np.zeros(2), verbose=0)  # Adam's moments: optimizer state
+    model.save(trained.folders.models / f"{run}.keras")
+    save_results(run, trained.folders.results, model="Improved CNN", test_accuracy=0.8566,
+                 notebook="01_baseline_cnn.ipynb", commit="0123456789abcdef")
+    return ship_models.ship([run], models=trained.folders.models,
+                            results=trained.folders.results, target=tmp_path / "checkout" / "models")
+
+
+def test_notebook_04_uses_the_shipped_model_when_none_was_trained_here(tmp_path, monkeypatch,
+                                                                        capsys):
+    shipped = ship_a_run(tmp_path, monkeypatch)
+    assert [p.name for p in shipped] == ["01_improved_cnn.keras", "01_improved_cnn.json"]
+    later = make_recorder(tmp_path / "fresh", "04_inside_and_shipping")
+    capsys.readouterr()
+    model, record = later.trained_model("01_improved_cnn")
+    assert model.name == "shipped_cnn" and not model.compiled
+    assert record["commit"] == "0123456789abcdef" and record["notebook"] == "01_baseline_cnn.ipynb"
+    assert capsys.readouterr().out == ("Improved CNN: the repository's, from notebook 01 at "
+                                       "commit 0123456; test accuracy 85.7%\n")
+    with pytest.raises(FileNotFoundError, match="01_improved_cnn.keras is missing from .*: run "
                                                 "notebook 01 first"):
-        recorder.save_variants("cnn", "CNN", table, predictions, source_run="01_missing")
+        later.trained_model("01_improved_cnn", "yours")
+    with pytest.raises(FileNotFoundError, match="models/03_finetuned_mobilenetv2.keras is not "
+                                                "in this checkout"):
+        later.trained_model("03_finetuned_mobilenetv2")
+    with pytest.raises(ValueError, match="choose 'auto', 'yours' or 'shipped'"):
+        later.trained_model("01_improved_cnn", "mine")
+
+
+def test_notebook_04_prefers_the_model_you_trained_and_says_so(tmp_path, monkeypatch, capsys):
+    ship_a_run(tmp_path, monkeypatch)
+    yours = make_recorder(tmp_path / "yours", "01_baseline_cnn")
+    tiny_model("your_cnn").save(yours.folders.models / "01_improved_cnn.keras")
+    save_results("01_improved_cnn", yours.folders.results, model="Improved CNN",
+                 test_accuracy=0.5)
+    later = make_recorder(tmp_path / "yours", "04_inside_and_shipping")
+    capsys.readouterr()
+    model, record = later.trained_model("01_improved_cnn")
+    assert model.name == "your_cnn" and record["test_accuracy"] == 0.5
+    assert capsys.readouterr().out.startswith("Improved CNN: yours, trained by notebook 01 (in ")
+    model, _ = later.trained_model("01_improved_cnn", "shipped")  # a parameter chooses
+    assert model.name == "shipped_cnn"
+
+
+def test_shipping_refuses_models_over_the_size_limit_and_keeps_the_shipped_ones(tmp_path,
+                                                                               monkeypatch):
+    import ship_models
+    shipped = ship_a_run(tmp_path, monkeypatch)
+    before = {p.name: p.read_bytes() for p in shipped}
+    trained = tmp_path / "trained" / "out"
+    with pytest.raises(SystemExit, match="over the 0 MB limit: nothing was shipped"):
+        ship_models.ship(["01_improved_cnn"], models=trained / "models",
+                         results=trained / "results", target=shipped[0].parent, limit_mb=1e-6)
+    assert {p.name: p.read_bytes() for p in shipped[0].parent.iterdir()} == before
+    with pytest.raises(SystemExit, match="03_finetuned_mobilenetv2.keras is missing: run "
+                                         "notebook 03 in full mode first"):
+        save_results("03_finetuned_mobilenetv2", trained / "results", commit="abc")
+        ship_models.ship(["03_finetuned_mobilenetv2"], models=trained / "models",
+                         results=trained / "results", target=shipped[0].parent)
+
+
+def test_a_shipped_model_carries_no_optimizer_state(tmp_path, monkeypatch):
+    import io
+    import zipfile
+
+    import h5py
+
+    def saved_groups(path):
+        weights = zipfile.ZipFile(path).read("model.weights.h5")
+        with h5py.File(io.BytesIO(weights)) as h5:
+            return set(h5)
+
+    shipped = ship_a_run(tmp_path, monkeypatch)
+    trained = tmp_path / "trained" / "out" / "models" / "01_improved_cnn.keras"
+    assert "optimizer" in saved_groups(trained)
+    assert "optimizer" not in saved_groups(shipped[0]) and "layers" in saved_groups(shipped[0])
+
+
+def test_a_results_record_names_the_commit_it_was_made_from(tmp_path):
+    import subprocess
+    record = json.loads(save_results("01_cnn", tmp_path, test_accuracy=0.5).read_text())
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                          cwd=os.path.dirname(__file__)).stdout.strip()
+    assert record["commit"] == (head or None)
 
 
 def test_a_missing_model_is_none_when_allowed_else_an_error_saying_what_to_run(tmp_path):
