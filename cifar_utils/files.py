@@ -75,7 +75,7 @@ def output_folders(output_dir=None, *, quick=False) -> OutputFolders:
 
 def shipped_file(name, repository=None) -> Path:
     """`models/<name>`, a file the repository ships: in a checkout, the file itself; installed
-    elsewhere (Colab), downloaded once from `repository` (its GitHub address) into Keras' cache."""
+    elsewhere (Colab), downloaded once from `repository` (its GitHub address) into the cache."""
     if (root := repository_root()) is not None:
         if not (path := root / SHIPPED / name).is_file():
             raise FileNotFoundError(f"{SHIPPED}/{name} is not in this checkout: the repository "
@@ -85,8 +85,9 @@ def shipped_file(name, repository=None) -> Path:
         raise FileNotFoundError(f"{SHIPPED}/{name} comes from the repository, whose address "
                                 "this notebook does not know: set REPOSITORY in its setup cell.")
     import keras
+    (cache := default_cache_dir()).mkdir(parents=True, exist_ok=True)  # else Keras uses /tmp
     return Path(keras.utils.get_file(name, f"{repository}/raw/main/{SHIPPED}/{name}",
-                                     cache_subdir="cifar_utils_models"))
+                                     cache_dir=cache, cache_subdir=SHIPPED))
 
 
 def default_cache_dir() -> Path:
