@@ -18,6 +18,17 @@ RUNS = ("01_improved_cnn", "03_finetuned_mobilenetv2")
 LIMIT_MB = 20.0
 
 
+def without_optimizers(model):
+    """`model` with no optimizer state anywhere: `load_model(compile=False)` drops only the
+    outer model's, and a nested model compiled before it was wrapped (01's CNN inside its
+    standardisation) would keep Adam's moments, twice its weights, and its compile settings."""
+    import keras
+    for layer in model._flatten_layers(include_self=True):
+        if isinstance(layer, keras.Model):
+            layer.optimizer, layer.compiled, layer._compile_config = None, False, None
+    return model
+
+
 def ship(runs=RUNS, *, models=ROOT / "build" / "models", results=ROOT / "results",
          target=ROOT / "models", limit_mb=LIMIT_MB) -> list[Path]:
     """Write `target/<run>.keras` and `target/<run>.json` for each run; returns the files."""
@@ -37,7 +48,7 @@ def ship(runs=RUNS, *, models=ROOT / "build" / "models", results=ROOT / "results
                 raise SystemExit(f"{run}.json names no commit: rerun notebook {run[:2]} from a "
                                  "git checkout, so that the shipped model says what made it.")
             model = Path(staging) / f"{run}.keras"
-            keras.saving.load_model(source, compile=False).save(model)
+            without_optimizers(keras.saving.load_model(source, compile=False)).save(model)
             (Path(staging) / f"{run}.json").write_text(json.dumps(record, indent=2) + "\n")
             staged += [model, Path(staging) / f"{run}.json"]
         megabytes = sum(path.stat().st_size for path in staged) / 1e6
