@@ -9,6 +9,7 @@ that anyone can recompute the accuracy. Files are written atomically. A notebook
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from datetime import datetime, timezone
@@ -26,8 +27,8 @@ _NOTEBOOK_NAME = re.compile(r"^(\d\d)_[A-Za-z0-9_]+$")
 
 def save_results(run, directory="results", *, predictions=None, **fields) -> Path:
     """Write `<directory>/<run>.json`: `fields`, plus `run`, `tensorflow_version`, `device`,
-    `saved_at` and the checkout's `commit` (unless given); and `predictions` (one predicted class per test image, in order) as
-    `<run>_test_predictions.npy`. Rerunning a notebook replaces its own runs' files only."""
+    `saved_at` and the checkout's `commit` (unless given); and `predictions` (one predicted
+    class per test image, in order) as `<run>_test_predictions.npy`. Rerunning a notebook replaces its own runs' files only."""
     import tensorflow as tf
     if not _RUN_NAME.match(str(run)):
         raise ValueError(f"run name {run!r} must be letters, digits, '_', '-' or '.', "
@@ -191,7 +192,6 @@ class Recorder:
         path = self.folders.models / f"{run}.keras"
         return _load_keras(path) if _exists(path, missing_ok, self.folders.shown) else None
 
-
     def trained_model(self, run, source="auto", repository=None):
         """The model of run `run` (e.g. "01_improved_cnn") and its results record, for a later
         notebook; prints which. `source`: "yours" (saved here when you ran its notebook),
@@ -212,6 +212,7 @@ class Recorder:
         return model, record
 
 
+@functools.cache  # asked once per process, not once per results file
 def _commit() -> str | None:
     """The commit checked out where the package runs from (None outside a git checkout)."""
     import subprocess

@@ -2,6 +2,8 @@
 
 import os
 import pickle
+import sys
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -11,6 +13,8 @@ matplotlib.use("Agg")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from cifar_utils.reader import BATCH_FOLDER, TEST_FILE, TRAIN_FILES  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))  # publish, ship_models
 
 PER_BATCH = 20  # images per synthetic batch file: 2 per class
 

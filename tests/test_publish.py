@@ -3,14 +3,12 @@
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
+import publish  # tools/, on the path from conftest.py
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import publish  # noqa: E402
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 

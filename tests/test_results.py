@@ -274,12 +274,10 @@ def tiny_model(name):
 
 def ship_a_run(tmp_path, monkeypatch, run="01_improved_cnn"):
     """A checkout in `tmp_path` whose models/ ships `run`, as `tools/ship_models.py` writes it."""
-    import sys
+    import ship_models
 
     import cifar_utils.files as files
     monkeypatch.setattr(files, "repository_root", lambda: tmp_path / "checkout")
-    sys.path.insert(0, str(files.Path(__file__).resolve().parents[1] / "tools"))
-    import ship_models
     trained = make_recorder(tmp_path / "trained", "01_baseline_cnn")
     import keras
     inner = tiny_model("cnn")
