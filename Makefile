@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 SUPPORTED := 3.11 3.12 3.13
 
-.PHONY: series test lint clean check-python publish ship-models
+.PHONY: series test lint clean check-python publish ship-models results-tables
 
 # TensorFlow 2.21 has no wheels for 3.14, and the pinned NumPy, pandas, matplotlib,
 # Keras and ipykernel need 3.11: stop before pip's resolver errors, and say what to do.
@@ -52,6 +52,10 @@ publish:
 # After the full run of 01 and 03: their models into models/, for 04 on a fresh clone.
 ship-models: $(STAMP)
 	$(BIN)/python tools/ship_models.py
+
+# After a full run: the README's result tables, computed from results/ (needs the test labels).
+results-tables: $(STAMP)
+	$(BIN)/python tools/results_tables.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check cifar_utils tests tools

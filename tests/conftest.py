@@ -14,7 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from cifar_utils.reader import BATCH_FOLDER, TEST_FILE, TRAIN_FILES  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))  # publish, ship_models
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))  # publish, ship_models, results_tables
 
 PER_BATCH = 20  # images per synthetic batch file: 2 per class
 

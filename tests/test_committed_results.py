@@ -99,3 +99,12 @@ def test_readme_accuracy_by_pixel_origin_is_recomputed_from_the_predictions(test
         assert row[1:] == [f"{kept:.2%}", f"{recovered:.2%}",
                            f"{100 * (kept - recovered):+.1f} points",
                            f"±{196 * np.sqrt(kept * (1 - kept) / original):.1f} points"]
+
+
+def test_readme_tables_are_the_ones_results_tables_prints(test_labels):
+    """`make results-tables` prints what the README shows, so a rerun pastes, never retypes."""
+    import results_tables
+
+    readme = (RESULTS.parent / "README.md").read_text()
+    for table in results_tables.tables(RESULTS):
+        assert table in readme, f"README lacks, or differs from, this table:\n{table}"
