@@ -106,3 +106,47 @@ def test_nothing_after_the_parameters_cell_reassigns_a_parameter(path):
 def test_each_notebook_says_where_it_writes(path):
     assert "**Where it writes:**" in cells(path, "markdown")[0]
     assert f'cu.Recorder("{path.stem}"' in "".join(cells(path))
+
+
+
+# What a reader on GitHub must not see in the committed outputs (the guide's standard).
+UNREADABLE = {
+    "a machine path": re.compile(r"/(?:work|tmp|root|home|Users)/|site-packages"),
+    "a progress bar": re.compile(r"\r|\d+/\d+ ━"),
+    "a warning": re.compile(r"warn", re.IGNORECASE),  # UserWarning, WARNING:, warnings.warn
+}
+
+
+def unreadable_outputs(notebook):
+    """Every error, stderr stream, machine path, progress bar or warning in the outputs."""
+    found = []
+    for number, cell in enumerate(notebook["cells"]):
+        for output in cell.get("outputs", []):
+            if output["output_type"] == "error" or output.get("name") == "stderr":
+                found.append(f"cell {number}: {output.get('name', 'an error')}")
+                continue
+            data = output.get("data", {})
+            text = "".join("".join(part) for part in (
+                output.get("text", ""), data.get("text/plain", ""), data.get("text/html", "")))
+            for what, pattern in UNREADABLE.items():
+                if match := pattern.search(text):
+                    context = text[max(match.start() - 60, 0):match.end() + 60]
+                    found.append(f"cell {number}: {what}: ...{context}...")
+    return found
+
+
+def test_unreadable_outputs_finds_each_kind():
+    def stream(text, name="stdout"):
+        return {"output_type": "stream", "name": name, "text": [text]}
+    notebook = {"cells": [{"cell_type": "code", "outputs": [
+        stream("saved in /home/ana/cifar/figures"), stream("loaded\n", "stderr"),
+        stream("1407/1407 ━━━━━━━━━━ 45s"), stream("UserWarning: deprecated"),
+        stream("epoch 1/8  acc 80.0%  (the text describes the full run)")]}]}
+    assert [problem.split(":")[1].strip() for problem in unreadable_outputs(notebook)] == [
+        "a machine path", "stderr", "a progress bar", "a warning"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_committed_outputs_are_clean_enough_to_read(path):
+    assert path.stat().st_size <= 3_000_000, f"{path.name}: {path.stat().st_size:,} bytes"
+    assert unreadable_outputs(json.loads(path.read_text())) == []
