@@ -108,3 +108,17 @@ def test_readme_tables_are_the_ones_results_tables_prints(test_labels):
     readme = (RESULTS.parent / "README.md").read_text()
     for table in results_tables.tables(RESULTS):
         assert table in readme, f"README lacks, or differs from, this table:\n{table}"
+
+
+def test_shipped_models_are_the_committed_runs():
+    """models/ holds what notebook 04 explains on a fresh clone: each model beside the very
+    record of the run that made it (notebook, commit, test accuracy), at most 20 MB in all."""
+    import ship_models
+    shipped = RESULTS.parent / "models"
+    files = [shipped / f"{run}.{kind}" for run in ship_models.RUNS for kind in ("keras", "json")]
+    assert all(path.is_file() for path in files), "run `make ship-models` after the full run"
+    for run in ship_models.RUNS:
+        record = json.loads((shipped / f"{run}.json").read_text())
+        assert record == json.loads((RESULTS / f"{run}.json").read_text()), run
+        assert record["commit"], f"{run}: the shipped model names the commit that made it"
+    assert sum(path.stat().st_size for path in files) <= ship_models.LIMIT_MB * 1e6

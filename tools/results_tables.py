@@ -83,7 +83,7 @@ def shipping_table(variants):
     for source in sources:
         for r in sorted((r for r in variants if r["source_run"] == source),
                         key=lambda r: VARIANTS.index(r["variant"])):
-            if r["median_ms_tf_threads"] is not None:
+            if r.get("median_ms_tf_threads") is not None:  # the selective variant has none
                 two = f"{ms(r['median_ms_tf_threads'])} (TensorFlow)"
             else:
                 two = ms(r["median_ms_2_threads"])
