@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 SUPPORTED := 3.11 3.12 3.13
 
-.PHONY: series test lint clean check-python publish ship-models results-tables
+.PHONY: series test lint clean check-python publish ship-models results-tables check-exercises
 
 # TensorFlow 2.21 has no wheels for 3.14, and the pinned NumPy, pandas, matplotlib,
 # Keras and ipykernel need 3.11: stop before pip's resolver errors, and say what to do.
@@ -56,6 +56,11 @@ ship-models: $(STAMP)
 # After a full run: the README's result tables, computed from results/ (needs the test labels).
 results-tables: $(STAMP)
 	$(BIN)/python tools/results_tables.py
+
+# Every "Try it yourself" exercise as written, in quick mode, writing only to its own folder
+# (about half an hour on 2 cores); EXERCISES="01 03.2" picks some.
+check-exercises: $(STAMP)
+	$(BIN)/python tools/check_exercises.py $(EXERCISES)
 
 lint: $(STAMP)
 	$(BIN)/ruff check cifar_utils tests tools
