@@ -89,8 +89,8 @@ EXERCISES = [
                             ("def transfer_model", "base(inputs, training=False)", "base(inputs)", 1)],
              drop=("depths = compare", "best = depths"), insert=(("settings = compare", "blocks = 4"),),
              stop_after="settings = compare",
-             append=("before = settings.copy()", "@settings", "before",
-                     "@params:BATCH_SIZE = 64->BATCH_SIZE = 32", "@settings")),
+             append=("before = settings.copy()", "@params:BATCH_SIZE = 64->BATCH_SIZE = 32",
+                     "@settings", "before")),
     Exercise(N02, 0, edits=[(PARAMS, "IMAGE_SIZE = 160", "IMAGE_SIZE = 224", 1)],
              output_dir='OUTPUT_DIR = "my_runs_224"'),  # the first half of 03.4
     Exercise(N03, 4, edits=[(PARAMS, "IMAGE_SIZE = 160", "IMAGE_SIZE = 224", 1)],
