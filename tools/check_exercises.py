@@ -191,7 +191,8 @@ def main(selection):
             run(exercise)
             verdict = "ok"
         except Exception as error:  # report every exercise, then fail
-            verdict, failed = f"FAILED: {str(error).strip()[-2000:]}", [*failed, exercise.name]
+            message = str(error).strip() or type(error).__name__
+            verdict, failed = f"FAILED: {message[-2000:]}", [*failed, exercise.name]
         print(f"exercise {exercise.name} ({exercise.notebook}): {verdict} "
               f"[{time.perf_counter() - start:.0f} s]", flush=True)
     for folder in ("my_runs", "my_runs_224"):
