@@ -58,7 +58,7 @@ results-tables: $(STAMP)
 	$(BIN)/python tools/results_tables.py
 
 # Every "Try it yourself" exercise as written, in quick mode, writing only to its own folder
-# (about half an hour on 2 cores); EXERCISES="01 03.2" picks some.
+# (about 15 minutes on 2 cores); EXERCISES="01 03.2" picks some.
 check-exercises: $(STAMP)
 	$(BIN)/python tools/check_exercises.py $(EXERCISES)
 

@@ -38,3 +38,25 @@ def test_an_edit_that_finds_nothing_is_refused():
     broken = ce.Exercise(ce.N01, 9, edits=[(ce.PARAMS, "IMPROVED_WIDTH = 99", "x", 1)])
     with pytest.raises(LookupError, match="occurs 0 times"):
         ce.prepared(broken)
+
+
+def test_a_write_outside_the_exercise_folder_is_seen(tmp_path):
+    stray = ce.ROOT / "build" / "check_exercises_test_stray.txt"
+    before = ce.snapshot()
+    try:
+        stray.parent.mkdir(exist_ok=True)
+        stray.write_text("an exercise wrote here")
+        after = ce.snapshot()
+    finally:
+        stray.unlink(missing_ok=True)
+    assert set(after) - set(before) == {"build/check_exercises_test_stray.txt"}
+    folder = ce.NOTEBOOKS / "my_runs"  # the exercise's own folder: left alone by the check
+    created = not folder.exists()
+    try:
+        folder.mkdir(exist_ok=True)
+        (folder / "check_exercises_test.json").write_text("{}")
+        assert ce.snapshot() == before
+    finally:
+        (folder / "check_exercises_test.json").unlink()
+        if created:
+            folder.rmdir()
