@@ -3,6 +3,7 @@
 #                 (one of them: make series NOTEBOOKS=notebooks/01_baseline_cnn.ipynb)
 #   make publish REPOSITORY=https://github.com/owner/name   its address, before publishing
 #   make test     unit tests, then every notebook executed by nbval in quick mode
+#   make install  only the environment, for .venv/bin/jupyter lab notebooks/
 # Local copies of the data and weights: see "Offline use" in README.md.
 # Python 3.11, 3.12 or 3.13; another interpreter with e.g. `make PYTHON=python3.12 test`.
 
@@ -13,7 +14,7 @@ STAMP  := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 SUPPORTED := 3.11 3.12 3.13
 
-.PHONY: series test lint clean check-python publish ship-models results-tables check-exercises
+.PHONY: install series test lint clean check-python publish ship-models results-tables check-exercises
 
 # TensorFlow 2.21 has no wheels for 3.14, and the pinned NumPy, pandas, matplotlib,
 # Keras and ipykernel need 3.11: stop before pip's resolver errors, and say what to do.
@@ -32,6 +33,9 @@ $(STAMP): requirements.txt pyproject.toml | check-python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt -e .
 	touch $(STAMP)
+
+# Only the environment: .venv/ with the pinned packages (JupyterLab included) and this package.
+install: $(STAMP)
 
 series: $(STAMP)
 	@for nb in $(NOTEBOOKS); do \
