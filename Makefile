@@ -37,11 +37,19 @@ $(STAMP): requirements.txt pyproject.toml | check-python
 # Only the environment: .venv/ with the pinned packages (JupyterLab included) and this package.
 install: $(STAMP)
 
+# Full mode saves each executed notebook in place (the committed outputs); quick mode must not
+# replace them, so its executed copies go to build/quick/notebooks/.
+ifneq ($(filter 1 true yes TRUE YES True Yes,$(CIFAR_UTILS_QUICK)),)
+EXECUTED := --output-dir build/quick/notebooks
+else
+EXECUTED := --inplace
+endif
+
 series: $(STAMP)
 	@for nb in $(NOTEBOOKS); do \
 		echo "== $$nb"; \
 		start=$$(date +%s); \
-		$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+		$(BIN)/jupyter nbconvert --to notebook --execute $(EXECUTED) \
 			--ExecutePreprocessor.timeout=-1 "$$nb" || exit 1; \
 		echo "   $$(( $$(date +%s) - start )) s"; \
 	done

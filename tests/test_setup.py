@@ -1,5 +1,6 @@
 """The supported Python versions are stated once, consistently, and enforced by make."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -35,3 +36,19 @@ def test_make_stops_at_once_on_an_unsupported_interpreter(tmp_path, version):
     assert "needs Python 3.11, 3.12 or 3.13" in result.stderr
     assert "make PYTHON=python3.12 test" in result.stderr
     assert (version or "not a Python interpreter") in result.stderr
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+@pytest.mark.parametrize("quick", [None, "0", "1"])
+def test_make_series_in_quick_mode_leaves_the_committed_notebooks_alone(quick):
+    env = {name: value for name, value in os.environ.items() if name != "CIFAR_UTILS_QUICK"}
+    if quick is not None:
+        env["CIFAR_UTILS_QUICK"] = quick
+    result = subprocess.run(["make", "-n", "series", "NOTEBOOKS=notebooks/00_data_tour.ipynb"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    if quick == "1":  # executed copies go to build/quick/, the committed outputs stay
+        assert "--output-dir build/quick/notebooks" in result.stdout
+        assert "--inplace" not in result.stdout
+    else:  # the full run saves its outputs into the notebooks, as committed
+        assert "--inplace" in result.stdout
