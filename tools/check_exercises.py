@@ -50,6 +50,11 @@ class Exercise:
     def name(self):
         return f"{self.notebook[:2]}.{self.number}"
 
+    @property
+    def folder(self):
+        """Its output folder, relative to notebooks/ (where Jupyter starts the kernel)."""
+        return self.output_dir.split('"')[1]
+
 
 PARAMS = "OUTPUT_DIR = None"  # picks the parameters cell of every notebook
 N00, N01, N02, N03, N04 = sorted(p.name for p in NOTEBOOKS.glob("0[0-4]_*.ipynb"))
@@ -125,47 +130,46 @@ def prepared(exercise):
             raise LookupError(f"{exercise.name}: {old!r} occurs {cell.source.count(old)} times "
                               f"in the cell holding {marker!r}, not {count}")
         cell.source = cell.source.replace(old, new)
-    sources = {"@settings": code_cell(nb, "settings = compare").source} if "@settings" in \
-        exercise.append else {}
     params = code_cell(nb, exercise.output_dir).source
+
+    def resolve(source):
+        if source == "@settings":  # 03's settings comparison again
+            return code_cell(nb, "settings = compare").source
+        if source.startswith("@params:"):  # the parameters cell again, with one more change
+            old, new = source[len("@params:"):].split("->")
+            return params.replace(old, new)
+        return source
+
+    appended = [resolve(source) for source in exercise.append]  # before cells move
     nb.cells = [c for c in nb.cells if not any(text in c.source for text in exercise.drop)]
     for marker, source in exercise.insert:
         nb.cells.insert(nb.cells.index(code_cell(nb, marker)), nbformat.v4.new_code_cell(source))
     if exercise.stop_after:
         nb.cells = nb.cells[:nb.cells.index(code_cell(nb, exercise.stop_after)) + 1]
-    for source in exercise.append:
-        if source.startswith("@params:"):  # the parameters cell again, with one more change
-            old, new = source[len("@params:"):].split("->")
-            source = params.replace(old, new)
-        nb.cells.append(nbformat.v4.new_code_cell(sources.get(source, source)))
+    nb.cells += [nbformat.v4.new_code_cell(source) for source in appended]
     return nb
 
 
-def snapshot():
-    """Every file of the repository outside the exercises' folders, with its content hash."""
+def snapshot(exercise_folder="notebooks/my_runs"):
+    """Every file of the repository, tracked, untracked or ignored (git lists them all without
+    --exclude-standard), with its content hash; not the exercise's folder, the environment and
+    the caches."""
     listed = subprocess.run(["git", "ls-files", "--cached", "--others", "-z"], cwd=ROOT,
                             capture_output=True, check=True).stdout.decode().split("\0")
-    ignored = subprocess.run(["git", "ls-files", "--others", "--ignored", "--exclude-standard",
-                              "--directory", "-z"], cwd=ROOT, capture_output=True,
-                             check=True).stdout.decode().split("\0")
-    files = {}
-    for name in filter(None, listed + ignored):
-        path = ROOT / name
-        if name.startswith(("notebooks/my_runs", ".venv", ".cache")) or "__pycache__" in name:
-            continue
-        for file in (path.rglob("*") if path.is_dir() else [path]):
-            if file.is_file():
-                files[str(file.relative_to(ROOT))] = hashlib.md5(file.read_bytes()).hexdigest()
-    return files
+    return {name: hashlib.md5((ROOT / name).read_bytes()).hexdigest()
+            for name in filter(None, listed)
+            if not name.startswith((exercise_folder, ".venv/", ".cache/"))
+            and "__pycache__" not in name and (ROOT / name).is_file()}
 
 
 def run(exercise):
     """Run one exercise in a fresh kernel; raise if a cell fails or the repository changed."""
     from nbclient import NotebookClient
-    before = snapshot()
+    folder = f"notebooks/{exercise.folder}/"
+    before = snapshot(folder)
     NotebookClient(prepared(exercise), timeout=3600, kernel_name="python3",
                    resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
-    after = snapshot()
+    after = snapshot(folder)
     changed = sorted(name for name in before.keys() | after.keys()
                      if before.get(name) != after.get(name))
     if changed:
@@ -182,10 +186,8 @@ def main(selection):
               any(e.name in c.before for c in chosen)]  # what an exercise needs runs first
     failed = []
     for exercise in chosen:
-        for folder in ("my_runs", "my_runs_224"):
-            if exercise.before and folder in exercise.output_dir:
-                continue  # keep what the exercise it needs wrote there
-            shutil.rmtree(NOTEBOOKS / folder, ignore_errors=True)
+        if not exercise.before:  # else keep what the exercise it needs wrote there
+            shutil.rmtree(NOTEBOOKS / exercise.folder, ignore_errors=True)
         start = time.perf_counter()
         try:
             run(exercise)
@@ -195,7 +197,7 @@ def main(selection):
             verdict, failed = f"FAILED: {message[-2000:]}", [*failed, exercise.name]
         print(f"exercise {exercise.name} ({exercise.notebook}): {verdict} "
               f"[{time.perf_counter() - start:.0f} s]", flush=True)
-    for folder in ("my_runs", "my_runs_224"):
+    for folder in {exercise.folder for exercise in chosen}:
         shutil.rmtree(NOTEBOOKS / folder, ignore_errors=True)
     if failed:
         sys.exit(f"{len(failed)} exercises failed: {', '.join(failed)}")
