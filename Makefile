@@ -70,7 +70,7 @@ results-tables: $(STAMP)
 	$(BIN)/python tools/results_tables.py
 
 # Every "Try it yourself" exercise as written, in quick mode, writing only to its own folder
-# (about 15 minutes on 2 cores); EXERCISES="01 03.2" picks some.
+# (one quick-mode notebook run per exercise); EXERCISES="01 03.2" picks some.
 check-exercises: $(STAMP)
 	$(BIN)/python tools/check_exercises.py $(EXERCISES)
 

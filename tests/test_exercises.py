@@ -40,7 +40,7 @@ def test_an_edit_that_finds_nothing_is_refused():
         ce.prepared(broken)
 
 
-def test_a_write_outside_the_exercise_folder_is_seen(tmp_path):
+def test_a_write_outside_the_exercise_folder_is_seen():
     stray = ce.ROOT / "build" / "check_exercises_test_stray.txt"
     before = ce.snapshot()
     try:

@@ -1,6 +1,6 @@
 """Run every "Try it yourself" exercise as written, in quick mode, and check where it writes.
 
-    make check-exercises                      # all of them (about 15 minutes on 2 CPU cores)
+    make check-exercises                      # all of them, one quick-mode notebook run each
     make check-exercises EXERCISES="01 03.2"  # one notebook's, or one exercise
 
 Each exercise below is the notebook's own text turned into edits: set `OUTPUT_DIR` as the
