@@ -70,12 +70,12 @@ def start_tensorflow() -> str:
     # `model.fit` warns that `shuffle` is ignored for a `tf.data` pipeline: ours shuffle themselves.
     warnings.filterwarnings("ignore", message=r"`shuffle=True` was passed, but will be ignored")
     from .training import distribution_strategy  # imports Keras: after the muted start-up
-    distribution_strategy()
-    if len(gpus) > 1:
-        device = f"{len(gpus)} GPUs, data-parallel (tf.distribute.MirroredStrategy)"
+    strategy = distribution_strategy()
+    if strategy.num_replicas_in_sync > 1:
+        where = f"{strategy.num_replicas_in_sync} GPUs, tf.distribute.MirroredStrategy"
     else:
-        device = "a GPU" if gpus else "the CPU"
-    return f"TensorFlow {tf.__version__} with Keras {keras.__version__}, running on {device}."
+        where = f"{'a GPU' if gpus else 'the CPU'}, TensorFlow's default strategy (one device)"
+    return f"TensorFlow {tf.__version__} with Keras {keras.__version__}, running on {where}."
 
 
 @contextlib.contextmanager

@@ -81,13 +81,26 @@ def shipped_file(name, repository=None) -> Path:
             raise FileNotFoundError(f"{SHIPPED}/{name} is not in this checkout: the repository "
                                     "ships it from its full run (see the README).")
         return path
-    if repository is None:
-        raise FileNotFoundError(f"{SHIPPED}/{name} comes from the repository, whose address "
-                                "this notebook does not know: set REPOSITORY in its setup cell.")
+    if (repository := repository or installed_from()) is None:
+        raise FileNotFoundError(f"{SHIPPED}/{name} comes from the repository, whose address this "
+                                "installation does not record: pip install git+<its address>.")
     import keras
     (cache := default_cache_dir()).mkdir(parents=True, exist_ok=True)  # else Keras uses /tmp
     return Path(keras.utils.get_file(name, f"{repository}/raw/main/{SHIPPED}/{name}",
                                      cache_dir=cache, cache_subdir=SHIPPED))
+
+
+def installed_from() -> str | None:
+    """The address pip installed this package from (`pip install git+https://...`, as the
+    setup cell does in Colab), read from its `direct_url.json`; None for any other install."""
+    import importlib.metadata
+    import json
+    try:
+        url = json.loads(importlib.metadata.distribution("cifar-utils").read_text(
+            "direct_url.json") or "{}").get("url")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return url.removesuffix(".git") if url and url.startswith("https://") else None
 
 
 def default_cache_dir() -> Path:

@@ -192,7 +192,7 @@ class Recorder:
         path = self.folders.models / f"{run}.keras"
         return _load_keras(path) if _exists(path, missing_ok, self.folders.shown) else None
 
-    def trained_model(self, run, source="auto", repository=None):
+    def trained_model(self, run, source="auto"):
         """The model of run `run` (e.g. "01_improved_cnn") and its results record, for a later
         notebook; prints which. `source`: "yours" (saved here when you ran its notebook),
         "shipped" (the repository's `models/`, from its full run: `files.shipped_file`) or
@@ -205,8 +205,8 @@ class Recorder:
             model, record = self.load_model(run), self.load_run(run, missing_ok=False)
             where = f"yours, trained by notebook {run[:2]} (in {self.folders.shown})"
         else:
-            model = _load_keras(shipped_file(f"{run}.keras", repository))
-            record = _read_record(shipped_file(f"{run}.json", repository))
+            model = _load_keras(shipped_file(f"{run}.keras"))
+            record = _read_record(shipped_file(f"{run}.json"))
             where = f"the repository's, from notebook {run[:2]} at commit {record['commit'][:7]}"
         print(f"{record['model']}: {where}; test accuracy {record['test_accuracy']:.1%}")
         return model, record

@@ -88,5 +88,33 @@ def test_a_shipped_file_outside_a_checkout_comes_from_the_repository_address(tmp
     path = files.shipped_file("01_improved_cnn.json", f"file://{tmp_path / 'github'}")
     assert path == tmp_path / "cache" / "models" / "01_improved_cnn.json"
     assert path.read_text() == '{"run": "01_improved_cnn"}'
-    with pytest.raises(FileNotFoundError, match="set REPOSITORY in its setup cell"):
+    monkeypatch.setattr(files, "installed_from", lambda: None)
+    with pytest.raises(FileNotFoundError, match="pip install git"):
         files.shipped_file("01_improved_cnn.json")
+    monkeypatch.setattr(files, "installed_from", lambda: f"file://{tmp_path / 'github'}")
+    (tmp_path / "cache" / "models" / "01_improved_cnn.json").unlink()
+    assert files.shipped_file("01_improved_cnn.json").read_text() == '{"run": "01_improved_cnn"}'
+
+
+def test_the_repository_address_comes_from_a_pip_install_from_git(tmp_path, monkeypatch):
+    """`pip install git+https://github.com/owner/name` records that address in the package's
+    `direct_url.json`; an editable or other install records none that is a web address."""
+    import importlib.metadata
+
+    import cifar_utils.files as files
+
+    class Installed:
+        def __init__(self, text):
+            self.text = text
+
+        def read_text(self, name):
+            assert name == "direct_url.json"
+            return self.text
+
+    for text, expected in (
+            ('{"url": "https://github.com/ada/cifar-lessons.git", "vcs_info": {"vcs": "git"}}',
+             "https://github.com/ada/cifar-lessons"),
+            ('{"url": "file:///home/ada/cifar", "dir_info": {"editable": true}}', None),
+            (None, None)):
+        monkeypatch.setattr(importlib.metadata, "distribution", lambda _, t=text: Installed(t))
+        assert files.installed_from() == expected

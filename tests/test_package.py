@@ -54,7 +54,8 @@ def run_python(code):
 def test_start_tensorflow_is_quiet_and_says_where_it_runs():
     code = "import cifar_utils; print(cifar_utils.start_tensorflow())"
     result = run_python(code)
-    assert result.stdout.startswith("TensorFlow 2.") and "running on" in result.stdout
+    assert result.stdout.startswith("TensorFlow 2.") and "running on the CPU" in result.stdout
+    assert "TensorFlow's default strategy (one device)" in result.stdout
     assert result.stderr == ""
 
 

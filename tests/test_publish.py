@@ -21,7 +21,7 @@ def first_cells(path):
 
 
 def addresses(folder):
-    """(badge line, REPOSITORY line) of each notebook in `folder`."""
+    """(badge line, install line of the setup cell) of each notebook in `folder`."""
     found = []
     for path in sorted(folder.glob("[0-9][0-9]_*.ipynb")):
         title, setup = first_cells(path)
@@ -52,7 +52,7 @@ def test_publish_writes_the_address_everywhere_and_can_unset_it(tmp_path):
     for badge, setup, name in addresses(tmp_path):
         assert f"colab.research.google.com/github/ada/cifar-lessons/blob/main/notebooks/{name})" \
             in badge
-        assert setup.startswith('REPOSITORY = "https://github.com/ada/cifar-lessons"  #')
+        assert setup == "    %pip install --quiet git+https://github.com/ada/cifar-lessons"
     notebook = json.loads((tmp_path / NOTEBOOKS[1].name).read_text())
     original = json.loads(before[NOTEBOOKS[1].name])
     assert len(notebook["cells"]) == len(original["cells"])

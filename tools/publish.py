@@ -3,8 +3,9 @@
     make publish REPOSITORY=https://github.com/owner/name
 
 Run it before publishing, and again if the repository moves. Until then the badges say
-that the address is not set, and the setup cells hold `REPOSITORY = None`. `make test`
-checks that every badge and setup cell names the same address.
+that the address is not set, and a setup cell run outside a checkout stops with an error
+that says so; once set, it installs the package from that address (e.g. in Colab).
+`make test` checks that every badge and setup cell names the same address.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from pathlib import Path
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 ADDRESS = re.compile(r"https://github\.com/([A-Za-z0-9-]+/[A-Za-z0-9._-]+?)(\.git)?/?")
 BADGE_LINE = re.compile(r"^(\[!\[Open In Colab\]|\*\*Open in Colab:\*\*).*$", re.MULTILINE)
-SETUP_LINE = re.compile(r"^REPOSITORY = .*$", re.MULTILINE)
-SETUP_COMMENT = "  # its GitHub address, written by `make publish REPOSITORY=...`"
+SETUP_LINE = re.compile(r"^    (raise ModuleNotFoundError\(.*\)|%pip install --quiet git\+\S+)$",
+                        re.MULTILINE)
+UNSET_SETUP = ('    raise ModuleNotFoundError("cifar_utils: open this notebook in a checkout of the '
+               'repository (README)")')
 UNSET_BADGE = ("**Open in Colab:** not yet, this copy does not know its GitHub address "
                "(see \"Publishing\" in the README).")
 
@@ -33,8 +36,10 @@ def badge(repository: str | None, notebook: str) -> str:
 
 
 def setup_line(repository: str | None) -> str:
-    value = "None" if repository is None else f'"https://github.com/{repository}"'
-    return f"REPOSITORY = {value}{SETUP_COMMENT}"
+    """The setup cell's line for a missing package: install it from `repository`, or stop."""
+    if repository is None:
+        return UNSET_SETUP
+    return f"    %pip install --quiet git+https://github.com/{repository}"
 
 
 def owner_and_name(address: str) -> str:
@@ -48,7 +53,7 @@ def owner_and_name(address: str) -> str:
 
 
 def publish(repository: str | None, folder: Path = NOTEBOOKS) -> list[Path]:
-    """Rewrite the badge (first markdown cell) and the `REPOSITORY` line (first code cell) of
+    """Rewrite the badge (first markdown cell) and the install line (first code cell) of
     every numbered notebook in `folder`; returns the notebooks changed."""
     changed = []
     for path in sorted(folder.glob("[0-9][0-9]_*.ipynb")):
