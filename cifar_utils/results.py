@@ -22,6 +22,15 @@ from .files import output_folders, repository_root, shipped_file, write_atomic
 from .plots import save_figure
 
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+RUNS = {  # run: (the model's name in every table, the run its gain is measured against)
+    "01_classic_cnn": ("Classic CNN", None),
+    "01_improved_cnn": ("Improved CNN", "01_classic_cnn"),
+    "02_classic_frozen": ("Classic frozen MobileNetV2", None),
+    "02_frozen_mobilenetv2": ("Frozen MobileNetV2", "02_classic_frozen"),
+    "03_classic_finetune": ("Classic fine-tuned MobileNetV2", None),
+    "03_finetuned_mobilenetv2": ("Fine-tuned MobileNetV2", "03_classic_finetune"),
+    "05_distilled_cnn": ("Distilled CNN", "01_improved_cnn"),
+}
 _NOTEBOOK_NAME = re.compile(r"^(\d\d)_[A-Za-z0-9_]+$")
 
 
@@ -100,14 +109,16 @@ def _json_default(value):
     raise TypeError(f"cannot store {type(value).__name__} in a results file")
 
 
-def run_fields(model_name, model, evaluation, training, *, image_size, extra_seconds=0.0):
+def run_fields(model_name, model, evaluation, training, *, extra_seconds=0.0):
     """The fields every table reads, for one trained model.
 
-    `model` is the whole Keras model (a frozen base counts), `evaluation` from
-    `metrics.evaluate` on the test split, `training` its `TrainingLog`; `extra_seconds`
-    (feature extraction, an earlier stage) counts as training time."""
+    `model` is the whole Keras model from images to classes (a frozen base counts; its input
+    gives the image size), `evaluation` from `metrics.evaluate` on the test split, `training`
+    its `TrainingLog`; `extra_seconds` (feature extraction, an earlier stage) count as
+    training time."""
     from .models import count_params
     params = count_params(model)
+    image_size = model.input_shape[1]  # square images
     return dict(model=model_name, predictions=evaluation.predictions,
                 test_accuracy=evaluation.accuracy, test_loss=evaluation.loss,
                 test_images=len(evaluation.predictions), params_total=params["total"],
@@ -144,16 +155,21 @@ class Recorder:
         self.folders = output_folders(output_dir, quick=quick).create()
         print(_announcement(self.folders, quick))
 
-    def save_run(self, name, model_name, model, evaluation, training, *, image_size,
-                 extra_seconds=0.0, baseline=None, **extra) -> Path:
-        """Save run `<number>_<name>` (`run_fields`, and `extra`); print its test accuracy,
-        in points over this notebook's run `baseline` when one is named."""
-        reference = baseline and self.load_run(f"{self.number}_{baseline}", missing_ok=False)
-        print(_accuracy_line(model_name, evaluation.accuracy, reference)
-              + (" (quick mode: the text describes the full run)" if self.quick else ""))
-        fields = run_fields(model_name, model, evaluation, training, image_size=image_size,
-                            extra_seconds=extra_seconds)
-        return self._save(name, **fields, **extra)
+    def save_run(self, name, model, evaluation, training, *, extra_seconds=0.0,
+                 **settings) -> Path:
+        """Save run `<number>_<name>` (`run_fields`, and `settings` such as the learning rate);
+        print its test accuracy, with the gain over its baseline in `RUNS` where that run was
+        saved in the same folder."""
+        run = f"{self.number}_{name}"
+        model_name, baseline = RUNS.get(run, (name, None))
+        reference = baseline and self.load_run(baseline)
+        line = _accuracy_line(model_name, evaluation.accuracy, reference)
+        if baseline and reference is None:
+            line += (f" (no {baseline} run in {self.folders.shown} to compare with: run its "
+                     "cells with this OUTPUT_DIR for the gain)")
+        print(line + (" (quick mode: the text describes the full run)" if self.quick else ""))
+        fields = run_fields(model_name, model, evaluation, training, extra_seconds=extra_seconds)
+        return self._save(name, **fields, **settings)
 
     def save_variants(self, name, model_name, table, predictions, *, source) -> list:
         """Save each row of `shipping.measure_variants` as run `<number>_<name>_<row>`, the
