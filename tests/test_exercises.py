@@ -1,9 +1,9 @@
-"""The exercises of every notebook, as `make check-exercises` runs them, still fit the code.
+"""The exercises of every notebook, as `make check-exercises` does them, still fit the code.
 
-`tools/check_exercises.py` turns each "Try it yourself" exercise into edits of the notebook's
-code and runs it in quick mode (too slow for `make test`); here, without running anything,
-every edit must find exactly the code it changes, and every exercise the notebooks number
-must have its entry.
+`tools/check_exercises.py` follows each "Try it yourself" exercise's steps (edits, cells to
+run, cells to add) after the committed notebook has run, in quick mode (too slow for
+`make test`); here, without running anything, every step must find exactly the cell it
+names, and every exercise the notebooks number must have its entry.
 """
 
 import re
@@ -14,9 +14,9 @@ import pytest
 
 
 @pytest.mark.parametrize("exercise", ce.EXERCISES, ids=lambda e: e.name)
-def test_every_edit_finds_its_code(exercise):
-    nb = ce.prepared(exercise)  # raises when a cell or a text to change is not found once
-    assert exercise.output_dir in "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+def test_every_step_finds_its_cell(exercise):
+    nb = ce.check(exercise)  # raises when a cell or a text to change is not found once
+    assert f'OUTPUT_DIR = "{exercise.output_dir}"' in nb.cells[ce.code_index(nb, ce.PARAMS)].source
 
 
 def exercise_numbers(notebook):
@@ -34,10 +34,21 @@ def test_every_exercise_is_checked(notebook):
     assert exercise_numbers(notebook) == checked | answered_in_words.get(notebook, set())
 
 
-def test_an_edit_that_finds_nothing_is_refused():
-    broken = ce.Exercise(ce.N01, 9, edits=[(ce.PARAMS, "IMPROVED_WIDTH = 99", "x", 1)])
+def test_a_step_that_finds_nothing_is_refused():
     with pytest.raises(LookupError, match="occurs 0 times"):
-        ce.prepared(broken)
+        ce.check(ce.Exercise(ce.N01, 9, (ce.Edit(ce.PARAMS, "IMPROVED_WIDTH = 99", "x"),)))
+    with pytest.raises(LookupError, match="0 code cells hold 'no such cell'"):
+        ce.check(ce.Exercise(ce.N01, 9, (ce.Run("no such cell"),)))
+
+
+def test_steps_run_the_cells_they_name_in_order():
+    nb = ce.committed(ce.EXERCISES[0])
+    first, last = ce.code_index(nb, ce.PARAMS), ce.code_index(nb, ce.RECORD)
+    assert ce.cells_to_run(nb, ce.Run(ce.PARAMS)) == [first]
+    assert ce.cells_to_run(nb, ce.Run(ce.PARAMS, ce.RECORD)) == \
+        [i for i in range(first, last + 1) if nb.cells[i].cell_type == "code"]
+    assert ce.cells_to_run(nb, ce.Run(ce.RECORD, ce.END))[-1] == \
+        max(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
 
 
 def test_a_write_outside_the_exercise_folder_is_seen():
