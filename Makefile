@@ -4,7 +4,7 @@
 #   make publish REPOSITORY=https://github.com/owner/name   its address, before publishing
 #   make test     unit tests, then every notebook executed by nbval in quick mode
 #   make install  only the environment, for .venv/bin/jupyter lab notebooks/
-# Local copies of the data and weights: see "Offline use" in README.md.
+# Local copies of the data and weights: see "Offline use" in DEVELOPING.md.
 # Python 3.11, 3.12 or 3.13; another interpreter with e.g. `make PYTHON=python3.12 test`.
 
 PYTHON ?= python3
@@ -65,7 +65,7 @@ publish:
 ship-models: $(STAMP)
 	$(BIN)/python tools/ship_models.py
 
-# After a full run: the README's result tables, computed from results/ (needs the test labels).
+# After a full run: RESULTS.md and the README's tables, computed from results/ (needs the test labels).
 results-tables: $(STAMP)
 	$(BIN)/python tools/results_tables.py
 

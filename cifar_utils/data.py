@@ -49,7 +49,7 @@ def load_cifar10(data_dir=None, *, return_provenance=False):
                 f"behind a firewall, set ${DATA_DIR_ENV} to a local copy: a folder holding "
                 "cifar-10-batches-py/ (data_batch_1 ... data_batch_5, test_batch) or "
                 "cifar-10-python.tar.gz, the official 'python version' from "
-                "https://www.cs.toronto.edu/~kriz/cifar.html. See the README, section "
+                "https://www.cs.toronto.edu/~kriz/cifar.html. See DEVELOPING.md, section "
                 "'Offline use'."
             ) from None
         train = (x_train, y_train.reshape(-1).astype(np.uint8))

@@ -36,7 +36,7 @@ PARTLY_RECOVERED = {"c0a987180fb61cc3f12ec343f33aa608": 846}
 _FIX_HINT = (
     "Download the 'CIFAR-10 python version' from https://www.cs.toronto.edu/~kriz/cifar.html "
     f"and point `data_dir=` or ${DATA_DIR_ENV} at the folder holding `{BATCH_FOLDER}/` "
-    f"or `{ARCHIVE_NAME}` (README, section 'Offline use'); or unset ${DATA_DIR_ENV} to let "
+    f"or `{ARCHIVE_NAME}` (DEVELOPING.md, section 'Offline use'); or unset ${DATA_DIR_ENV} to let "
     "Keras download it.")
 
 

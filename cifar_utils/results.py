@@ -45,7 +45,7 @@ def save_results(run, directory="results", *, predictions=None, **fields) -> Pat
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     record = {"run": run, **fields, "tensorflow_version": tf.__version__,
-              "device": _device(tf),
+              "device": _device(tf), "cpu": cpu(),
               "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     record.setdefault("commit", _commit())
     if predictions is not None:
@@ -95,6 +95,23 @@ def _device(tf) -> str:
     gpus = tf.config.list_physical_devices("GPU")
     details = tf.config.experimental.get_device_details(gpus[0]) if gpus else {}
     return f"GPU ({details.get('device_name', gpus[0].name)})" if gpus else "CPU"
+
+
+def cpu() -> str:
+    """The cores, the CPU's model and the vector features that change TensorFlow's speed on
+    it, e.g. "2 cores of Intel(R) Xeon(R) Processor @ 2.80GHz (AVX2, AVX-512, VNNI)"."""
+    import os
+    import platform
+    cores = f"{len(os.sched_getaffinity(0))} cores of "
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux
+        return cores + (platform.processor() or platform.machine())
+    model = re.search(r"^model name\s*:\s*(.*)$", info, re.MULTILINE)
+    flags = set((re.search(r"^flags\s*:(.*)$", info, re.MULTILINE) or ["", ""])[1].split())
+    named = [name for flag, name in (("avx2", "AVX2"), ("avx512f", "AVX-512"),
+                                     ("avx512_vnni", "VNNI"), ("amx_tile", "AMX")) if flag in flags]
+    return f"{cores}{model.group(1) if model else platform.machine()} ({', '.join(named) or 'no AVX2'})"
 
 
 def _json_default(value):

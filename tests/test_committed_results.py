@@ -45,25 +45,10 @@ def test_recorded_accuracy_is_reproduced_by_the_predictions(path, test_labels):
     assert isinstance(record["data_provenance"]["official"], bool)  # which copy of the data
 
 
-def test_readme_table_matches_the_results_files():
-    records = {record["model"]: record for record in map(json.loads, map(Path.read_text, RECORDS))}
-    readme = (RESULTS.parent / "README.md").read_text()
-    section = readme.split("## Results", 1)[-1].split("\n## ", 1)[0]
-    section = "\n".join(part for part in section.split("\n### ")  # tables of one row per model
-                        if not part.startswith(("Class by class", "Original pixels")))
-    rows = [line.split("|")[1:-1] for line in section.splitlines()
-            if line.startswith("| ") and "%" in line]
-    assert len(rows) == len(records), "every results file has one row in the README, and back"
-    for cells in rows:
-        model, accuracy = cells[0].strip(), cells[2].strip()
-        assert model in records, f"README row {model!r} has no results file"
-        assert accuracy == f"{records[model]['test_accuracy']:.1%}", model
-
-
-def readme_table(heading):
-    """The rows of the README table under `### heading`, as lists of cells."""
-    readme = (RESULTS.parent / "README.md").read_text()
-    section = readme.split(f"### {heading}", 1)[1].split("\n#", 1)[0]
+def section_rows(heading):
+    """The rows of the RESULTS.md table under `## heading`, as lists of cells."""
+    text = (RESULTS.parent / "RESULTS.md").read_text()
+    section = text.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
     return [[cell.strip() for cell in line.split("|")[1:-1]] for line in section.splitlines()
             if line.startswith("| ") and not line.startswith("| ---")]
 
@@ -73,10 +58,17 @@ def trained_models():
     return [record for record in records if "variant" not in record]
 
 
-def test_readme_recall_per_class_is_recomputed_from_the_predictions(test_labels):
+def test_results_md_has_one_row_per_trained_model_with_its_accuracy():
+    header, *rows = section_rows("Every trained model")
+    assert [row[0] for row in rows] == [record["model"] for record in trained_models()]
+    for row, record in zip(rows, trained_models(), strict=True):
+        assert row[2] == f"{record['test_accuracy']:.1%}"
+
+
+def test_results_md_recall_per_class_is_recomputed_from_the_predictions(test_labels):
     from cifar_utils import CLASS_NAMES
 
-    header, *rows = readme_table("Class by class")
+    header, *rows = section_rows("Class by class")
     records = trained_models()
     assert header[1:] == [record["model"] for record in records]
     assert [row[0] for row in rows] == list(CLASS_NAMES)
@@ -86,10 +78,10 @@ def test_readme_recall_per_class_is_recomputed_from_the_predictions(test_labels)
             assert row[column] == f"{100 * np.mean(predicted[test_labels == label] == label):.1f}"
 
 
-def test_readme_accuracy_by_pixel_origin_is_recomputed_from_the_predictions(test_labels):
+def test_results_md_accuracy_by_pixel_origin_is_recomputed_from_the_predictions(test_labels):
     from cifar_utils.reader import PARTLY_RECOVERED
 
-    _, *rows = readme_table("Original pixels and JPEG-recovered ones")
+    _, *rows = section_rows("Original pixels and JPEG-recovered ones")
     records = trained_models()
     assert [row[0] for row in rows] == [record["model"] for record in records]
     for row, record in zip(rows, records, strict=True):
@@ -101,12 +93,15 @@ def test_readme_accuracy_by_pixel_origin_is_recomputed_from_the_predictions(test
                            f"±{196 * np.sqrt(kept * (1 - kept) / original):.1f} points"]
 
 
-def test_readme_tables_are_the_ones_results_tables_prints(test_labels):
-    """`make results-tables` prints what the README shows, so a rerun pastes, never retypes."""
+def test_results_md_and_the_readme_tables_are_what_make_results_tables_writes(test_labels):
+    """RESULTS.md is generated in full and the README shows the tables as printed, so a
+    rerun regenerates them, never retypes (run `make results-tables` when this fails)."""
     import results_tables
 
+    text, headline, run_time = results_tables.tables(RESULTS)
+    assert (RESULTS.parent / "RESULTS.md").read_text() == text, "RESULTS.md is stale"
     readme = (RESULTS.parent / "README.md").read_text()
-    for table in results_tables.tables(RESULTS):
+    for table in (headline, run_time):
         assert table in readme, f"README lacks, or differs from, this table:\n{table}"
 
 

@@ -47,7 +47,7 @@ def test_a_failed_download_names_the_local_copy_variable_and_layout(monkeypatch)
     message = str(error.value)
     assert "could not be downloaded" in message and "Name or service not known" in message
     assert "$CIFAR10_DIR" in message and "cifar-10-batches-py/" in message
-    assert "README, section 'Offline use'" in message
+    assert "DEVELOPING.md, section 'Offline use'" in message
     assert error.value.__cause__ is None and error.value.__suppress_context__  # one error
 
 

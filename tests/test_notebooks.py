@@ -103,9 +103,10 @@ def test_nothing_after_the_parameters_cell_reassigns_a_parameter(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_each_notebook_says_where_it_writes(path):
-    assert "**Where it writes:**" in cells(path, "markdown")[0]
+def test_each_notebook_writes_through_its_own_recorder_and_points_to_the_readme(path):
+    """Where notebooks write, run time and quick mode are said once, in the README."""
     assert f'cu.Recorder("{path.stem}"' in "".join(cells(path))
+    assert "README.md#running-the-notebooks" in cells(path, "markdown")[0]
 
 
 

@@ -447,3 +447,17 @@ def test_variant_fields_place_a_variant_by_its_trained_model():
                       "params_total": 400, "params_trainable": 390, "train_seconds": 1500.0,
                       "image_size": 32}  # the variant's accuracy, not the source's
     assert variant_fields("CNN", "keras", values, np.array([1]), source)["model"] == "CNN (Keras)"
+
+
+def test_every_record_names_the_cpu_with_the_features_that_set_its_speed(tmp_path, monkeypatch):
+    from cifar_utils import results
+
+    path = results.save_results("01_cnn", tmp_path, test_accuracy=0.5)
+    assert json.loads(path.read_text())["cpu"] == results.cpu()
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor : 0\nmodel name : Intel(R) Xeon(R) Processor @ 2.80GHz\n"
+                    "flags : fpu sse avx2 avx512f avx512_vnni\n")
+    real = results.Path
+    monkeypatch.setattr(results, "Path", lambda p: info if p == "/proc/cpuinfo" else real(p))
+    monkeypatch.setattr("os.sched_getaffinity", lambda _: {0, 1})
+    assert results.cpu() == "2 cores of Intel(R) Xeon(R) Processor @ 2.80GHz (AVX2, AVX-512, VNNI)"

@@ -23,7 +23,7 @@ SETUP_LINE = re.compile(r"^    (raise ModuleNotFoundError\(.*\)|%pip install --q
 UNSET_SETUP = ('    raise ModuleNotFoundError("cifar_utils: open this notebook in a checkout of the '
                'repository (README)")')
 UNSET_BADGE = ("**Open in Colab:** not yet, this copy does not know its GitHub address "
-               "(see \"Publishing\" in the README).")
+               "(see \"Publishing\" in DEVELOPING.md).")
 
 
 def badge(repository: str | None, notebook: str) -> str:
