@@ -8,7 +8,7 @@ The notebooks show every idea they teach in Keras code; this package holds the r
 * `features`  what a frozen network computes, run once and cached on disk
 * `models`    the MobileNetV2 weights, the heads, the cut into lower and upper blocks
 * `training`  quick mode, the device strategy, a quiet per-epoch log, one shared recipe
-* `metrics`   evaluation, test-time mirroring, per-class tables
+* `metrics`   evaluation, mirror averaging, per-class tables
 * `gradcam`   the walk through nested models that Grad-CAM needs, example picks
 * `shipping`  LiteRT files in the interpreter: accuracy, size, latency, int8 errors
 * `plots`     every figure of the series
@@ -39,7 +39,7 @@ _EXPORTS = {
     "training": ["TrainingLog", "distribution_strategy", "format_duration", "quick_mode",
                  "train_head"],
     "metrics": ["classification_table", "evaluate", "mirror_helps"],
-    "gradcam": ["activations_and_outputs", "last_feature_map", "pick_examples"],
+    "gradcam": ["activations_and_outputs", "last_feature_map", "last_layer", "pick_examples"],
     "shipping": ["LiteRTModel", "measure_variants", "quantization_debugger",
                  "quantization_errors", "shipping_table"],
     "plots": ["plot_class_examples", "plot_comparison", "plot_confident_mistakes",

@@ -164,7 +164,7 @@ def extract_features(extractor, data, *, image_size, preprocess, mirrored=False,
 
     A rerun loads them (from `default_cache_dir()`, or `cache_dir`). `mirrored=True` adds
     the mirror images: a stand-in for random flips on cached features, and the second view
-    of test-time mirroring. `dtype="float16"` halves large maps at a precision training
+    of mirror averaging. `dtype="float16"` halves large maps at a precision training
     cannot tell apart. `engine` as in `frozen_runner`. Prints what it did, and how fast.
     """
     start, run = time.perf_counter(), frozen_runner(extractor, engine)

@@ -18,7 +18,7 @@ def make_dataset(x, y=None, *, batch_size=64, image_size=None, preprocess=None,
     The uint8 images stay in memory at 32x32; each batch is augmented (`augment`, Keras'
     random layers, cheap at 32x32), resized to `image_size` (bilinear; 50,000 images at
     160x160 would take 15 GB as float32), passed through `preprocess` and prefetched.
-    `mirrored=True` flips every image left to right: the second view of test-time mirroring.
+    `mirrored=True` flips every image left to right: the second view of mirror averaging.
     """
     import tensorflow as tf
     if mirrored:

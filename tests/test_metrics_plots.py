@@ -239,10 +239,10 @@ def test_mirror_helps_decides_on_the_given_split_and_says_so(capsys):
     labels = np.array([1, 0])
     assert mirror_helps(MirrorAwareModel(), images, images[:, :, ::-1], labels) is True
     assert capsys.readouterr().out == ("Validation accuracy: 50.00% from the images alone, "
-                                       "100.00% averaged with their mirror images, so "
-                                       "test-time mirroring is on.\n")
+                                       "100.00% with mirror averaging (+50.00 points), so "
+                                       "mirror averaging is on.\n")
     assert mirror_helps(MirrorAwareModel(), images, images, labels) is False  # a tie: off
-    assert "mirroring is off" in capsys.readouterr().out
+    assert "mirror averaging is off" in capsys.readouterr().out
 
 
 def series_results():
@@ -271,6 +271,14 @@ def test_tradeoffs_place_each_model_once_by_training_time_and_each_variant_by_si
     legends = [[t.get_text() for t in legend.get_texts()] for legend in fig.legends]
     assert legends == [["A", "B"], ["Keras (TensorFlow's threads)", "LiteRT float32", "LiteRT int8"]]
     assert size.get_xscale() == latency.get_xscale() == "log"
+    assert "LiteRT on 2 threads" in latency.get_xlabel()  # the thread count it plots
+
+
+def test_tradeoffs_name_the_selective_variant_a_mixed_int8_float_model():
+    results = series_results()
+    mixed = results.iloc[[-1]].assign(run="04_b_int8_selective", variant="int8_selective")
+    fig = plots.plot_tradeoffs(pd.concat([results, mixed], ignore_index=True))
+    assert [t.get_text() for t in fig.legends[1].get_texts()][-1] == "LiteRT mixed int8/float"
 
 
 def test_tradeoffs_of_trained_models_only():
