@@ -77,7 +77,7 @@ def _check_hdf5(path):
 
 
 def build_linear_head(num_features=1280, num_classes=NUM_CLASSES):
-    """The simplest classifier on pooled features: one softmax layer."""
+    """One softmax layer on pooled features; notebook 02 writes it out as `linear_head`."""
     inputs = keras.Input((num_features,))
     outputs = layers.Dense(num_classes, activation="softmax")(inputs)
     return keras.Model(inputs, outputs, name="linear_head")
@@ -87,8 +87,8 @@ def build_dense_head(num_features=1280, num_classes=NUM_CLASSES, *, units, dropo
                      l2=0.0, batchnorm=False):
     """One hidden layer on pooled features: Dense (L2) -> [BatchNorm] -> ReLU -> Dropout -> softmax.
 
-    The defaults give the Dense + Dropout head of many tutorials; `batchnorm=True` keeps
-    the hidden layer well scaled, `l2` > 0 adds weight decay. Named `dense_<units>_head`.
+    Notebook 02 writes it out (`dense_head`) and explains it; a test keeps the two the same.
+    The defaults give its classic head. Named `dense_<units>_head`.
     """
     regularizer = keras.regularizers.l2(l2) if l2 else None
     inputs = keras.Input((num_features,))

@@ -297,7 +297,7 @@ def results_table(results) -> pd.DataFrame:
         "trained parameters": results["params_trainable"].map("{:,}".format),
         "training time": results["train_seconds"].map(format_duration),
         "image size": results["image_size"].map(lambda size: f"{size}×{size}"),
-        "test-time mirror": mirror.map(lambda value: "yes" if value == "mirror" else "no"),
+        "mirror averaging": mirror.map(lambda value: "yes" if value == "mirror" else "no"),
     })
     if "megabytes" in results and results["megabytes"].notna().any():  # 04's exported models
         table["file size"] = results["megabytes"].map(

@@ -84,6 +84,45 @@ def test_notebook_02_writes_out_the_train_head_that_notebook_03_reuses():
     assert "cu.train_head" in "".join(cells(next(p for p in NOTEBOOKS if p.stem.startswith("03"))))
 
 
+def test_notebook_02_writes_out_the_heads_that_notebook_03_builds_from_the_package():
+    """Every head 02 builds with its written-out `dense_head` / `linear_head` is the head the
+    package builds with the same settings (03 builds them there when 02's are missing): the
+    same name, layers, layer settings and initial weights."""
+    import keras
+    import numpy as np
+
+    from cifar_utils import models
+
+    notebook = next(p for p in NOTEBOOKS if p.stem.startswith("02"))
+    written = {"keras": keras, "layers": keras.layers}
+    exec(compile(ast.Module(body=[functions(notebook)[name] for name in ("dense_head", "linear_head")],
+                            type_ignores=[]), notebook.name, "exec"), written)
+    calls = [node for source in cells(notebook) for node in ast.walk(python(source))
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+             and node.func.id in ("dense_head", "linear_head")]
+    assert {call.func.id for call in calls} == {"dense_head", "linear_head"}
+    assert "cu.build_" not in "".join(cells(notebook))
+
+    def layers(model):
+        return [(type(layer).__name__, {k: v for k, v in layer.get_config().items() if k != "name"})
+                for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+
+    for call in calls:
+        args = [ast.literal_eval(arg) for arg in call.args]
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+        keras.utils.set_random_seed(0)
+        ours = written[call.func.id](*args, **kwargs)
+        keras.utils.set_random_seed(0)
+        if call.func.id == "linear_head":
+            package = models.build_linear_head()
+        else:
+            package = models.build_dense_head(units=(args or [kwargs.pop("units", None)])[0],
+                                              **{k: v for k, v in kwargs.items() if k != "units"})
+        assert ours.name == package.name and ours.input_shape == package.input_shape
+        assert layers(ours) == layers(package), ast.unparse(call)
+        assert all(np.array_equal(a, b) for a, b in zip(ours.get_weights(), package.get_weights()))
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_nothing_after_the_parameters_cell_reassigns_a_parameter(path):
     """So that a value given with `papermill -p` is the value used."""
