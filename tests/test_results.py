@@ -200,7 +200,7 @@ def test_results_table_is_formatted_for_people(tmp_path):
                                                   "32×32", "yes"]
     assert table.loc["Frozen", "training time"] == "95 s"
     assert table.loc["Frozen", "trained parameters"] == "1,320,000"
-    assert table.loc["Frozen", "test-time mirror"] == "no"
+    assert table.loc["Frozen", "mirror averaging"] == "no"
     assert "0x" not in repr(table)  # no memory address in the text form
 
 
