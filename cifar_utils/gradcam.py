@@ -1,8 +1,7 @@
 """The plumbing of notebook 04's Grad-CAM, whose gradient tape is in the notebook.
 
-Its forward pass needs a layer's activations and the model's outputs. The usual
-`Model(model.inputs, [layer.output, model.output])` fails ("Graph disconnected") when the
-layer sits in a nested model, as MobileNetV2 does: `activations_and_outputs` walks down.
+Its forward pass needs a layer's activations and the last Dense layer's input; the usual
+`Model(inputs, [layer.output, model.output])` fails ("Graph disconnected") in a nested model.
 """
 
 from __future__ import annotations
@@ -15,32 +14,42 @@ from .models import flat_layers
 
 def last_feature_map(model) -> str:
     """Name of the last layer, nested models included, whose output is a 2-D feature map."""
-    found = None
-    for layer in flat_layers(model):
-        if not isinstance(layer, keras.layers.InputLayer) and len(layer.output.shape) == 4:
-            found = layer.name
-    if found is None:
+    maps = [layer.name for layer in flat_layers(model)
+            if not isinstance(layer, keras.layers.InputLayer) and len(layer.output.shape) == 4]
+    if not maps:
         raise ValueError(f"{model.name} has no layer with a 2-D feature map output")
-    return found
+    return maps[-1]
 
 
-def activations_and_outputs(model, x, name):
+def last_layer(model):
+    """The layer that computes `model`'s outputs, nested models followed down (a Dense)."""
+    while isinstance(model, keras.Model):
+        model = model.layers[-1]
+    return model
+
+
+def activations_and_outputs(model, x, name, *, before_last=False):
     """(activations of layer `name`, outputs of `model`) for inputs `x`, in inference mode;
-    `model`'s top-level layers run one after another, nested models are followed down."""
-    if any(layer.name == name for layer in model.layers):
-        both = keras.Model(model.input, [model.get_layer(name).output, model.outputs[0]])
-        return both(x, training=False)
-    activations = None
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        if len(layer._inbound_nodes) != 1:
+    `before_last`: instead of the outputs, the input of `last_layer(model)`, which does not
+    run. `model`'s top-level layers run one after another, nested models are followed down."""
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    last, activations = layers[-1], None
+    if any(layer.name == name for layer in layers):  # one graph holds the layer: one model
+        end = last.input if before_last else model.outputs[0]
+        activations, x = keras.Model(model.input, [model.get_layer(name).output, end])(
+            x, training=False)
+        layers = [last] if before_last and isinstance(last, keras.Model) else []
+    for layer in layers:
+        if len(layer._inbound_nodes) != 1 and not isinstance(model, keras.Sequential):  # a chain
             raise ValueError(f"cannot follow {model.name}: {layer.name} is used more than once")
-        if isinstance(layer, keras.Model) and any(inner.name == name for inner in flat_layers(layer)):
-            activations, x = activations_and_outputs(layer, x, name)
-        else:
+        inside = isinstance(layer, keras.Model) and name in {i.name for i in flat_layers(layer)}
+        stop = before_last and layer is last
+        if inside or (stop and isinstance(layer, keras.Model)):
+            found, x = activations_and_outputs(layer, x, name if inside else None, before_last=stop)
+            activations = found if inside else activations
+        elif not stop:
             x = layer(x, training=False)
-    if activations is None:
+    if activations is None and name is not None:
         raise ValueError(f"no layer named {name!r} in {model.name}")
     return activations, x
 

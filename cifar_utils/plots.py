@@ -200,7 +200,7 @@ def plot_grad_cam(images, labels, explanations, class_names=CLASS_NAMES, title=N
 VARIANT_MARKERS = {"keras": ("o", "Keras (TensorFlow's threads)"),
                    "float32": ("s", "LiteRT float32"), "float16": ("^", "LiteRT float16"),
                    "dynamic": ("D", "LiteRT dynamic range"), "int8": ("*", "LiteRT int8"),
-                   "int8_selective": ("P", "LiteRT int8, worst layers in float")}
+                   "int8_selective": ("P", "LiteRT mixed int8/float")}
 
 
 def plot_tradeoffs(results):
@@ -228,7 +228,7 @@ def plot_tradeoffs(results):
         axes[1].scatter(row["megabytes"], row["test_accuracy"], **style)
         axes[2].scatter(latency, row["test_accuracy"], **style)
     labels = ["training time on this machine (minutes)", "model file size (MB)",
-              "single-image latency on this machine (ms, median)"]
+              "single-image latency on this machine (ms, median; LiteRT on 2 threads)"]
     for ax, label in zip(axes, labels, strict=True):
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)

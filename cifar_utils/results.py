@@ -148,7 +148,8 @@ def variant_fields(model_name, row, values, predictions, source) -> dict:
     """The fields of one row of `shipping.measure_variants`: the variant's accuracy, size and
     latencies, and the parameters, training time and input size of `source`, the trained
     model's record, so that every chart of the series can place the variant."""
-    label = "Keras" if row == "keras" else f"LiteRT {row}"
+    label = {"keras": "Keras", "dynamic": "LiteRT dynamic range",
+             "int8_selective": "LiteRT mixed int8/float"}.get(row, f"LiteRT {row}")
     measured = {key: None if np.isnan(value) else float(value)  # JSON has no NaN
                 for key, value in values.items()}
     return dict(measured, model=f"{model_name} ({label})", variant=row,

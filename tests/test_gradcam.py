@@ -1,28 +1,29 @@
-"""Grad-CAM's plumbing: one forward pass gives a layer's maps and the outputs, nested or not."""
+"""Grad-CAM: notebook 04's tape, and the plumbing that gives it a layer's maps and the input
+of the last Dense layer in one forward pass, nested or not."""
+
+import json
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from cifar_utils.gradcam import activations_and_outputs, last_feature_map, pick_examples
+import cifar_utils
+from cifar_utils.gradcam import activations_and_outputs, last_feature_map, last_layer, pick_examples
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "04_inside_and_shipping.ipynb"
 
 
-def grad_cam(model, images, layer, classes=None):
-    """Notebook 04's Grad-CAM in a few lines: channel weights = mean gradient of the class's
-    probability; heatmap = ReLU of the weighted sum of the channels, scaled to [0, 1]."""
-    images = tf.convert_to_tensor(images, tf.float32)
-    with tf.GradientTape() as tape:
-        activations, probabilities = activations_and_outputs(model, images, layer)
-        if classes is None:
-            classes = tf.argmax(probabilities, axis=1)
-        scores = tf.gather(probabilities, tf.cast(classes, tf.int32), axis=1, batch_dims=1)
-    gradients = tape.gradient(scores, activations)
-    weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
-    heatmaps = tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1)).numpy()
-    peaks = heatmaps.max(axis=(1, 2), keepdims=True)
-    return (np.divide(heatmaps, peaks, out=np.zeros_like(heatmaps), where=peaks > 0),
-            probabilities.numpy())
+def notebook_function(name):
+    """A function exactly as notebook 04 writes it in a cell: the lesson's code, not a copy."""
+    cells = ["".join(cell["source"]) for cell in json.loads(NOTEBOOK.read_text())["cells"]
+             if cell["cell_type"] == "code"]
+    namespace = {"cu": cifar_utils}
+    exec(next(cell for cell in cells if f"def {name}(" in cell), namespace)
+    return namespace[name]
+
+
+grad_cam = notebook_function("grad_cam")
 
 
 def blob_images(n, side, seed=0):
@@ -56,8 +57,10 @@ def nested_version(model):
     inner = keras.Model(model.input, model.get_layer("features").output, name="inner")
     rest = keras.Model(model.get_layer("features").output, model.output, name="rest")
     inputs = keras.Input(model.input_shape[1:])
-    outputs = rest(inner(inputs, training=False), training=False)
-    return keras.Model(inputs, outputs, name="nested"), inner
+    nested = keras.Model(inputs, rest(inner(inputs, training=False), training=False), name="nested")
+    copy = keras.models.clone_model(nested)  # slicing `model` called its layers again: new ones,
+    copy.set_weights(nested.get_weights())   # each used once, as in a loaded model
+    return copy, copy.get_layer("inner")
 
 
 def test_on_a_plain_model_it_is_the_usual_two_output_model(left_half_model):
@@ -117,7 +120,7 @@ def test_a_missing_or_shared_layer_is_an_error_not_a_guess():
 
 def test_the_heatmap_falls_on_the_region_the_prediction_depends_on(left_half_model):
     images = blob_images(20, "left", seed=1)
-    heatmaps, probabilities = grad_cam(left_half_model, images, "features",
+    heatmaps, probabilities = grad_cam(left_half_model, images, layer="features",
                                        classes=np.ones(20, int))
     assert heatmaps.shape == (20, 16, 16) and probabilities.shape == (20, 2)
     assert heatmaps.min() >= 0 and np.allclose(heatmaps.max(axis=(1, 2)), 1)
@@ -125,8 +128,76 @@ def test_the_heatmap_falls_on_the_region_the_prediction_depends_on(left_half_mod
     assert left_share > 0.9
     assert last_feature_map(left_half_model) == "cropping2d"  # the last 2-D map
     nested, _ = nested_version(left_half_model)
-    deep, _ = grad_cam(nested, images, "features", classes=np.ones(20, int))
+    deep, _ = grad_cam(nested, images, layer="features", classes=np.ones(20, int))
     np.testing.assert_allclose(deep, heatmaps, atol=1e-5)  # the same through the nesting
+
+
+def saturated(model, factor=1000.0):
+    """A copy of `model` whose class scores are `factor` times larger: the same predictions,
+    and a softmax that float32 rounds to exactly 1 and 0."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    kernel, bias = copy.layers[-1].get_weights()
+    copy.layers[-1].set_weights([factor * kernel, factor * bias])
+    return copy
+
+
+def test_grad_cam_differentiates_the_class_score_not_the_saturated_probability(left_half_model):
+    """Grad-CAM's score is the class score before the softmax (Selvaraju et al. 2017). Scaling
+    the scores leaves its map as it was; the probability's gradient would be exactly 0 there,
+    p(1 - p) with p = 1, and its map empty."""
+    images = blob_images(20, "left", seed=4)
+    heatmaps, _ = grad_cam(left_half_model, images, layer="features")
+    flat, probabilities = grad_cam(saturated(left_half_model), images, layer="features")
+    assert (probabilities.max(axis=1) == 1).all()  # saturated: no gradient through the softmax
+    assert (flat.max(axis=(1, 2)) == 1).all()  # yet every map has its peak
+    np.testing.assert_allclose(flat, heatmaps, atol=1e-4)
+
+
+def test_before_last_gives_the_input_of_the_last_dense_layer_nested_or_not(left_half_model):
+    """With the last Dense layer's kernel and bias, that input gives the class scores: the
+    softmax's input, which the notebook differentiates."""
+    images = blob_images(6, "left", seed=5)
+    assert last_layer(left_half_model) is left_half_model.layers[-1]
+    pooled = left_half_model.layers[-2].output  # the input of the Dense layer
+    expected = keras.Model(left_half_model.input, pooled)(images)
+    nested = nested_version(left_half_model)[0]
+    assert last_layer(nested) is nested.get_layer("rest").layers[-1]
+    for model in (left_half_model, nested):
+        dense = last_layer(model)
+        maps, inputs = activations_and_outputs(model, images, "features", before_last=True)
+        assert maps.shape == (6, 16, 16, 8)
+        np.testing.assert_allclose(inputs, expected, rtol=1e-6, atol=1e-6)
+        scores = inputs @ dense.kernel + dense.bias
+        np.testing.assert_allclose(keras.ops.softmax(scores), model(images), atol=1e-6)
+
+
+def test_before_last_follows_a_chain_of_nested_last_models():
+    """As in the fine-tuned MobileNetV2: the maps in one nested model, the last Dense layer in
+    a head nested in another, which the walk enters without running the Dense layer. The head
+    is a Sequential model built with `add`, which calls its layers again at each addition."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    maps = keras.layers.Conv2D(4, 3, padding="same", name="features")(inputs)
+    base = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(maps), name="base")
+    head = keras.Sequential(name="head")
+    for layer in (keras.Input((4,)), keras.layers.Dense(3, name="hidden"),
+                  keras.layers.Dense(2, activation="softmax", name="out")):
+        head.add(layer)
+    assert len(head.get_layer("hidden")._inbound_nodes) > 1  # yet a chain: it can be walked
+    top_inputs = keras.Input((4,))
+    top = keras.Model(top_inputs, head(top_inputs), name="top")
+    outer_inputs = keras.Input((8, 8, 1))
+    outer = keras.Model(outer_inputs, top(base(outer_inputs)), name="outer")
+    x = np.random.default_rng(0).normal(size=(3, 8, 8, 1)).astype("float32")
+    dense = last_layer(outer)
+    assert dense is head.get_layer("out")
+    maps, inputs = activations_and_outputs(outer, x, "features", before_last=True)
+    np.testing.assert_allclose(inputs, head.get_layer("hidden")(base(x)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(keras.ops.softmax(inputs @ dense.kernel + dense.bias), outer(x),
+                               atol=1e-6)
+    with pytest.raises(ValueError, match="no layer named 'conv_9' in outer"):
+        activations_and_outputs(outer, x, "conv_9", before_last=True)
 
 
 def test_transfer_models_find_mobilenets_last_map():
@@ -141,8 +212,9 @@ def test_transfer_models_find_mobilenets_last_map():
     activations, probabilities = activations_and_outputs(model, x, "out_relu")
     assert activations.shape == (2, 1, 1, 1280)
     np.testing.assert_allclose(probabilities, model(x), rtol=1e-5, atol=1e-6)
-    heatmaps, _ = grad_cam(model, x, "out_relu")
+    heatmaps, probabilities = grad_cam(model, x, layer="out_relu")
     assert heatmaps.shape == (2, 1, 1) and np.isfinite(heatmaps).all()
+    np.testing.assert_allclose(probabilities, model(x), rtol=1e-5, atol=1e-6)
 
 
 def test_a_model_without_feature_maps_has_no_last_map():

@@ -447,6 +447,8 @@ def test_variant_fields_place_a_variant_by_its_trained_model():
                       "params_total": 400, "params_trainable": 390, "train_seconds": 1500.0,
                       "image_size": 32}  # the variant's accuracy, not the source's
     assert variant_fields("CNN", "keras", values, np.array([1]), source)["model"] == "CNN (Keras)"
+    assert variant_fields("CNN", "int8_selective", values, np.array([1]), source)["model"] == \
+        "CNN (LiteRT mixed int8/float)"  # it keeps float layers: not int8 alone
 
 
 def test_every_record_names_the_cpu_with_the_features_that_set_its_speed(tmp_path, monkeypatch):
