@@ -40,7 +40,7 @@ _EXPORTS = {
                  "train_head"],
     "metrics": ["classification_table", "evaluate", "mirror_helps"],
     "gradcam": ["activations_and_outputs", "last_feature_map", "last_layer", "pick_examples"],
-    "shipping": ["LiteRTModel", "measure_variants", "quantization_debugger",
+    "shipping": ["LiteRTModel", "converter", "measure_variants", "quantization_debugger",
                  "quantization_errors", "shipping_table"],
     "plots": ["plot_class_examples", "plot_comparison", "plot_confident_mistakes",
               "plot_confusion_matrix", "plot_evaluation", "plot_grad_cam", "plot_history",

@@ -19,6 +19,22 @@ import numpy as np
 from . import muted_native_logs  # the converter and the interpreter log from C++
 
 
+def converter(saved_model, variant, calibration=None):
+    """Notebook 04's converter, written out and explained there, reused by notebook 05: a
+    `tf.lite.TFLiteConverter` of the exported `saved_model`, set up for one variant."""
+    import tensorflow as tf
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]  # quantize what the settings allow
+    if variant == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif variant == "int8":
+        converter.representative_dataset = lambda: ([image[None]] for image in calibration)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    return converter  # "dynamic": Optimize.DEFAULT alone
+
+
 def quantization_errors(converter, model, images, top=10):
     """Where full-int8 quantization of `model` errs most: its `top` layers, worst first.
 

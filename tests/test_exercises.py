@@ -27,7 +27,7 @@ def exercise_numbers(notebook):
     return {int(n) for n in re.findall(r"^(\d+)\. ", section, re.MULTILINE)}
 
 
-@pytest.mark.parametrize("notebook", [ce.N00, ce.N01, ce.N02, ce.N03, ce.N04])
+@pytest.mark.parametrize("notebook", [ce.N00, ce.N01, ce.N02, ce.N03, ce.N04, ce.N05])
 def test_every_exercise_is_checked(notebook):
     answered_in_words = {ce.N04: {4}}  # which variant to ship: a question, nothing to run
     checked = {e.number for e in ce.EXERCISES if e.notebook == notebook and e.number > 0}

@@ -59,7 +59,18 @@ def test_a_function_two_notebooks_define_is_defined_once():
             seen[name] = path.name
 
 
-TAUGHT_AND_SHARED = {"transfer_model"}  # three Keras lines that notebooks 02 and 03 teach
+TAUGHT_AND_SHARED = {"transfer_model",  # three Keras lines that notebooks 02 and 03 teach
+                     "conv_bn", "residual"}  # 01's CNN, built in view again as 05's student
+
+
+def test_a_function_written_out_in_two_notebooks_is_the_same_code():
+    seen = {}
+    for path in NOTEBOOKS:
+        for name, function in functions(path).items():
+            if name in TAUGHT_AND_SHARED - {"transfer_model"}:
+                code = ast.dump(function)
+                assert seen.setdefault(name, code) == code, f"{path.name} changed {name}"
+    assert set(seen) == {"conv_bn", "residual"}
 
 
 def body_without_docstring(function):
@@ -82,6 +93,20 @@ def test_notebook_02_writes_out_the_train_head_that_notebook_03_reuses():
     assert ast.dump(written.args) == ast.dump(packaged.args)
     assert body_without_docstring(written) == body_without_docstring(packaged)
     assert "cu.train_head" in "".join(cells(next(p for p in NOTEBOOKS if p.stem.startswith("03"))))
+
+
+def test_notebook_04_writes_out_the_converter_that_notebook_05_reuses():
+    import inspect
+
+    from cifar_utils import shipping
+
+    written = functions(next(p for p in NOTEBOOKS if p.stem.startswith("04")))["converter"]
+    packaged = ast.parse(inspect.getsource(shipping.converter)).body[0]
+    assert ast.dump(written.args) == ast.dump(packaged.args)
+    body = body_without_docstring(packaged).replace(  # the package imports TensorFlow itself
+        "Import(names=[alias(name='tensorflow', asname='tf')]), ", "")
+    assert body_without_docstring(written) == body
+    assert "cu.converter" in "".join(cells(next(p for p in NOTEBOOKS if p.stem.startswith("05"))))
 
 
 def test_notebook_02_writes_out_the_heads_that_notebook_03_builds_from_the_package():

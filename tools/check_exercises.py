@@ -82,7 +82,7 @@ class Exercise:
                 Run(RECORD), *self.steps)
 
 
-N00, N01, N02, N03, N04 = sorted(p.name for p in NOTEBOOKS.glob("0[0-4]_*.ipynb"))
+N00, N01, N02, N03, N04, N05 = sorted(p.name for p in NOTEBOOKS.glob("0[0-5]_*.ipynb"))
 IMPROVED = "improved = keras.Model"  # 01: the cell that builds `improved`
 
 EXERCISES = [
@@ -93,7 +93,7 @@ EXERCISES = [
     Exercise(N00, 2, (Edit(PARAMS, "SEED = 42", "SEED = 7"), Run(PARAMS, END))),
     Exercise(N00, 3, (Add("data.train.images.nbytes, len(data.train.images) * 160 * 160 * 3 * 4"),)),
     Exercise(N01, 1, (Edit("augmented = cu.make_pipelines", "augment=augment", "augment=None"),
-                      Run("augmented = cu.make_pipelines"), Run(IMPROVED, END))),
+                      Run(IMPROVED, END))),
     Exercise(N01, 2, (Edit(PARAMS, "IMPROVED_WIDTH = 16", "IMPROVED_WIDTH = 32"), Run(PARAMS),
                       Run(IMPROVED, END))),
     Exercise(N01, 3, (Edit("improved.compile", "keras.optimizers.Adam(schedule)",
@@ -107,19 +107,21 @@ EXERCISES = [
                           "improved_eval.predictions[keep])"),)),
     Exercise(N02, 1, (Edit("head_log = train_head", "features.train_and_mirrored()",
                            "features.train"),
-                      Run("head_log = train_head", "cu.mirror_helps"))),
+                      Run("head_log = train_head", "USE_MIRROR = "))),
     Exercise(N02, 2, (Edit(PARAMS, "IMAGE_SIZE = 160", "IMAGE_SIZE = 128"), RestartRunAll())),
     Exercise(N02, 3, (Edit("preprocess = preprocess_input", "preprocess = preprocess_input",
                            "preprocess = keras.layers.Rescaling(1 / 255)"), RestartRunAll())),
     Exercise(N02, 4, (Edit("classic_base = keras.applications", "weights=weights",
                            "weights=None", 2), RestartRunAll())),
     Exercise(N02, 5, (Edit("head.summary()", "units=1024", "units=256"),
-                      Run("head.summary()", "cu.mirror_helps"))),
+                      Run("head.summary()", "USE_MIRROR = "))),
     Exercise(N03, 1, (Edit(PARAMS, 'CUT = "block_12_add"', 'CUT = "block_9_add"'),
                       Edit(PARAMS, "DEPTHS = (1, 2, 3, 4)", "DEPTHS = (4, 5, 6, 7)"),
                       RestartRunAll())),
-    Exercise(N03, 2, (Edit(PARAMS, "FINETUNE_LR = 2e-4", "FINETUNE_LR = 1e-3"),
-                      RestartRunAll())),
+    Exercise(N03, 2, (Edit(PARAMS, "FINETUNE_LR = 2e-4", "FINETUNE_LR = 1e-3"), Run(PARAMS),
+                      Run("settings = compare"), Add("before = settings.copy()"),
+                      Edit(PARAMS, "WARMUP_EPOCHS = 0.5", "WARMUP_EPOCHS = 1"), Run(PARAMS),
+                      Run("settings = compare"), Add("before"))),
     Exercise(N03, 3, (Edit("def finetune",
                            "layer.trainable = in_top and not isinstance(layer, layers.BatchNormalization)",
                            "layer.trainable = in_top"),
@@ -143,7 +145,12 @@ EXERCISES = [
                       Run("def explain"), Run('kind="correct"', 'kind="mistakes"'))),
     Exercise(N04, 3, (Edit(PARAMS, "REPRESENTATIVE_SIZE = 100 if QUICK else 500",
                            "REPRESENTATIVE_SIZE = 10"), Run(PARAMS), Run("def ship"),
-                      Run("ship(cnn", "ship(mobilenet"))),
+                      Run("ship(cnn", "for name, table in"))),
+    Exercise(N05, 1, (Edit("student, log = train_student(best", "alpha=ALPHA", "alpha=0.0"),
+                      Run("student, log = train_student(best"), Run("distilled = keras.Model"))),
+    Exercise(N05, 2, (Edit(PARAMS, "TEMPERATURE = 4.0", "TEMPERATURE = 1.0"), Run(PARAMS),
+                      Run("runs = {", "USE_MIRROR = cu.mirror_helps"))),
+    Exercise(N05, 3, (Edit("example = int(", '"truck"', '"cat"'), Run("example = int("))),
 ]
 
 

@@ -1,4 +1,4 @@
-"""Copy the trained models that notebook 04 explains into `models/`, for fresh clones.
+"""Copy the trained models that notebooks 04 and 05 use into `models/`, for fresh clones.
 
     make ship-models     (after the full run of notebooks 01 and 03: `make series`)
 
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNS = ("01_improved_cnn", "03_finetuned_mobilenetv2")
+RUNS = ("01_improved_cnn", "03_finetuned_mobilenetv2", "05_distilled_cnn")
 LIMIT_MB = 20.0
 
 
