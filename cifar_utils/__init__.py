@@ -1,22 +1,9 @@
 """cifar_utils: the plumbing of the CIFAR-10 transfer-learning notebooks.
 
-The notebooks show every idea they teach in Keras code; this package holds the rest:
-
-* `data`      loading CIFAR-10 (download or local copy) and the split every notebook uses
-* `reader`    the safe reader of local copies, with md5-checked provenance
-* `pipelines` `tf.data` pipelines over images and over cached activation maps
-* `features`  what a frozen network computes, run once and cached on disk
-* `models`    the MobileNetV2 weights, the heads, the cut into lower and upper blocks
-* `training`  quick mode, the device strategy, a quiet per-epoch log, one shared recipe
-* `metrics`   evaluation, mirror averaging, per-class tables
-* `gradcam`   the walk through nested models that Grad-CAM needs, example picks
-* `shipping`  LiteRT files in the interpreter: accuracy, size, latency, int8 errors
-* `plots`     every figure of the series
-* `results`   the `Recorder` that saves and loads runs, figures and models; results tables
-* `files`     where notebooks write, and atomic writes
-
-Every name in `__all__` is `cifar_utils.<name>`. Submodules load on first use, so
-`import cifar_utils` is instant and touches no file; notebooks call `start_tensorflow()`.
+The notebooks show every idea they teach in Keras code; this package holds the rest (its
+modules: DEVELOPING.md, section 'The package'). Every name in `__all__` is `cifar_utils.<name>`.
+Submodules load on first use, so `import cifar_utils` is instant and touches no file;
+notebooks call `start_tensorflow()`.
 """
 
 import contextlib
@@ -54,13 +41,10 @@ __all__ = ["muted_native_logs", "start_tensorflow", *sorted(_HOME), *sorted(_EXP
 
 
 def start_tensorflow() -> str:
-    """Start TensorFlow and Keras without start-up noise, on every GPU; say what they run on.
+    """Start TensorFlow and Keras on every GPU, without start-up noise; say what they run on.
 
-    TensorFlow's C++ start-up lines (and a one-off notice on the first float16 tensor,
-    which the feature cache stores) come before its log level applies, so native stderr
-    is muted meanwhile; its Python warnings, hints for library authors, are silenced.
-    Several GPUs train data-parallel (`training.distribution_strategy`).
-    """
+    Native stderr is muted while its C++ start-up lines (and a one-off float16 notice) come,
+    before its log level applies; its Python warnings, hints for library authors, are silenced."""
     with muted_native_logs():
         import keras
         import tensorflow as tf
