@@ -43,8 +43,8 @@ __all__ = ["muted_native_logs", "start_tensorflow", *sorted(_HOME), *sorted(_EXP
 def start_tensorflow() -> str:
     """Start TensorFlow and Keras on every GPU, without start-up noise; say what they run on.
 
-    Native stderr is muted while its C++ start-up lines (and a one-off float16 notice) come,
-    before its log level applies; its Python warnings, hints for library authors, are silenced."""
+    TensorFlow's C++ start-up lines (and a one-off float16 notice) precede its log level, so
+    native stderr is muted meanwhile; its Python warnings (library authors' hints) are silenced."""
     with muted_native_logs():
         import keras
         import tensorflow as tf
