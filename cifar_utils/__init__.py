@@ -23,8 +23,7 @@ _EXPORTS = {
     "models": ["DamagedWeightsError", "WeightsNotFoundError", "build_dense_head",
                "build_linear_head", "count_params", "describe_model", "mobilenet_v2_block",
                "mobilenet_v2_weights", "split_mobilenet_v2"],
-    "training": ["TrainingLog", "distribution_strategy", "format_duration", "quick_mode",
-                 "train_head"],
+    "training": ["TrainingLog", "distribution_strategy", "format_duration", "train_head"],
     "metrics": ["classification_table", "evaluate", "mirror_helps"],
     "gradcam": ["activations_and_outputs", "last_feature_map", "last_layer", "pick_examples"],
     "shipping": ["LiteRTModel", "converter", "measure_variants", "quantization_debugger",
@@ -37,7 +36,26 @@ _EXPORTS = {
 }
 _HOME = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = ["muted_native_logs", "start_tensorflow", *sorted(_HOME), *sorted(_EXPORTS)]
+__all__ = ["muted_native_logs", "quick_mode", "start_tensorflow", *sorted(_HOME),
+           *sorted(_EXPORTS)]
+
+
+QUICK_ENV = "CIFAR_UTILS_QUICK"  # switches every notebook to quick mode
+
+
+def quick_mode(default=False) -> bool:
+    """Quick mode: `$CIFAR_UTILS_QUICK` (1 or 0) when set (tests set it), else `default`, the
+    setup cell's value a student edits. Small subsets, 1-2 epochs; its numbers are not results.
+    It imports nothing, so the setup cell may call it before `start_tensorflow` mutes TF."""
+    value = os.environ.get(QUICK_ENV, "").strip().lower()
+    if value == "":
+        return bool(default)
+    if value in ("0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise ValueError(f"{QUICK_ENV}={value!r} is not understood: set it to 1 for quick mode, "
+                     "or to 0 (or unset it) for the full run.")
 
 
 def start_tensorflow() -> str:

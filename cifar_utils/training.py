@@ -1,29 +1,11 @@
-"""Training plumbing: quick mode, the device strategy, a quiet per-epoch log, timings.
+"""Training plumbing: the device strategy, a quiet per-epoch log, timings.
 `train_head`, written out in notebook 02, is reused by 03 when 02's heads are missing."""
 
 from __future__ import annotations
 
-import os
 import time
 
 import keras
-
-QUICK_ENV = "CIFAR_UTILS_QUICK"  # switches every notebook to quick mode
-
-
-def quick_mode(default=False) -> bool:
-    """Quick mode: `$CIFAR_UTILS_QUICK` (1 or 0) when set (tests set it), else `default`, the
-    setup cell's value a student edits. Small subsets, 1-2 epochs; its numbers are not results."""
-    value = os.environ.get(QUICK_ENV, "").strip().lower()
-    if value == "":
-        return bool(default)
-    if value in ("0", "false", "no"):
-        return False
-    if value in ("1", "true", "yes"):
-        return True
-    raise ValueError(f"{QUICK_ENV}={value!r} is not understood: set it to 1 for quick mode, "
-                     "or to 0 (or unset it) for the full run.")
-
 
 def distribution_strategy(devices=None):
     """Make `MirroredStrategy` (a model copy on each device, batches split, gradients averaged)
