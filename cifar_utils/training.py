@@ -7,6 +7,7 @@ import time
 
 import keras
 
+
 def distribution_strategy(devices=None):
     """Make `MirroredStrategy` (a model copy on each device, batches split, gradients averaged)
     the default with two or more GPUs (or the named `devices`), else TensorFlow's default."""
