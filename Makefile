@@ -61,9 +61,9 @@ test: $(STAMP)
 publish:
 	$(PYTHON) tools/publish.py "$(REPOSITORY)"
 
-# After the full run of 01 and 03: their models into models/, for 04 on a fresh clone.
+# After a full run: the models of 01, 03 and 05 into models/ (RUNS=... picks some), for fresh clones.
 ship-models: $(STAMP)
-	$(BIN)/python tools/ship_models.py
+	$(BIN)/python tools/ship_models.py $(RUNS)
 
 # After a full run: RESULTS.md and the README's tables, computed from results/ (needs the test labels).
 results-tables: $(STAMP)

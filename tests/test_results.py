@@ -331,6 +331,7 @@ def test_notebook_04_prefers_the_model_you_trained_and_says_so(tmp_path, monkeyp
 
 def test_shipping_refuses_models_over_the_size_limit_and_keeps_the_shipped_ones(tmp_path,
                                                                                monkeypatch):
+    import keras
     import ship_models
     shipped = ship_a_run(tmp_path, monkeypatch)
     before = {p.name: p.read_bytes() for p in shipped}
@@ -338,6 +339,13 @@ def test_shipping_refuses_models_over_the_size_limit_and_keeps_the_shipped_ones(
     with pytest.raises(SystemExit, match="over the 0 MB limit: nothing was shipped"):
         ship_models.ship(["01_improved_cnn"], models=trained / "models",
                          results=trained / "results", target=shipped[0].parent, limit_mb=1e-6)
+    assert {p.name: p.read_bytes() for p in shipped[0].parent.iterdir()} == before
+    save_results("05_distilled_cnn", trained / "results", commit="abc")
+    keras.Sequential([keras.Input((4,))], name="distilled").save(trained / "models" / "05_distilled_cnn.keras")
+    size = sum(p.stat().st_size for p in shipped) / 1e6  # one model alone fits, not beside the others
+    with pytest.raises(SystemExit, match="nothing was shipped"):
+        ship_models.ship(["05_distilled_cnn"], models=trained / "models",
+                         results=trained / "results", target=shipped[0].parent, limit_mb=size)
     assert {p.name: p.read_bytes() for p in shipped[0].parent.iterdir()} == before
     with pytest.raises(SystemExit, match="03_finetuned_mobilenetv2.keras is missing: run "
                                          "notebook 03 in full mode first"):
