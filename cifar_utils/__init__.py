@@ -1,22 +1,9 @@
 """cifar_utils: the plumbing of the CIFAR-10 transfer-learning notebooks.
 
-The notebooks show every idea they teach in Keras code; this package holds the rest:
-
-* `data`      loading CIFAR-10 (download or local copy) and the split every notebook uses
-* `reader`    the safe reader of local copies, with md5-checked provenance
-* `pipelines` `tf.data` pipelines over images and over cached activation maps
-* `features`  what a frozen network computes, run once and cached on disk
-* `models`    the MobileNetV2 weights, the heads, the cut into lower and upper blocks
-* `training`  quick mode, the device strategy, a quiet per-epoch log, one shared recipe
-* `metrics`   evaluation, mirror averaging, per-class tables
-* `gradcam`   the walk through nested models that Grad-CAM needs, example picks
-* `shipping`  LiteRT files in the interpreter: accuracy, size, latency, int8 errors
-* `plots`     every figure of the series
-* `results`   the `Recorder` that saves and loads runs, figures and models; results tables
-* `files`     where notebooks write, and atomic writes
-
-Every name in `__all__` is `cifar_utils.<name>`. Submodules load on first use, so
-`import cifar_utils` is instant and touches no file; notebooks call `start_tensorflow()`.
+The notebooks show every idea they teach in Keras code; this package holds the rest (its
+modules: DEVELOPING.md, section 'The package'). Every name in `__all__` is `cifar_utils.<name>`.
+Submodules load on first use, so `import cifar_utils` is instant and touches no file;
+notebooks call `start_tensorflow()`.
 """
 
 import contextlib
@@ -36,8 +23,7 @@ _EXPORTS = {
     "models": ["DamagedWeightsError", "WeightsNotFoundError", "build_dense_head",
                "build_linear_head", "count_params", "describe_model", "mobilenet_v2_block",
                "mobilenet_v2_weights", "split_mobilenet_v2"],
-    "training": ["TrainingLog", "distribution_strategy", "format_duration", "quick_mode",
-                 "train_head"],
+    "training": ["TrainingLog", "distribution_strategy", "format_duration", "train_head"],
     "metrics": ["classification_table", "evaluate", "mirror_helps"],
     "gradcam": ["activations_and_outputs", "last_feature_map", "last_layer", "pick_examples"],
     "shipping": ["LiteRTModel", "converter", "measure_variants", "quantization_debugger",
@@ -50,17 +36,33 @@ _EXPORTS = {
 }
 _HOME = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = ["muted_native_logs", "start_tensorflow", *sorted(_HOME), *sorted(_EXPORTS)]
+__all__ = ["muted_native_logs", "quick_mode", "start_tensorflow", *sorted(_HOME),
+           *sorted(_EXPORTS)]
+
+
+QUICK_ENV = "CIFAR_UTILS_QUICK"  # switches every notebook to quick mode
+
+
+def quick_mode(default=False) -> bool:
+    """Quick mode: `$CIFAR_UTILS_QUICK` (1 or 0) when set (tests set it), else `default`, the
+    setup cell's value a student edits. Small subsets, 1-2 epochs; its numbers are not results.
+    It imports nothing, so the setup cell may call it before `start_tensorflow` mutes TF."""
+    value = os.environ.get(QUICK_ENV, "").strip().lower()
+    if value == "":
+        return bool(default)
+    if value in ("0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise ValueError(f"{QUICK_ENV}={value!r} is not understood: set it to 1 for quick mode, "
+                     "or to 0 (or unset it) for the full run.")
 
 
 def start_tensorflow() -> str:
-    """Start TensorFlow and Keras without start-up noise, on every GPU; say what they run on.
+    """Start TensorFlow and Keras on every GPU, without start-up noise; say what they run on.
 
-    TensorFlow's C++ start-up lines (and a one-off notice on the first float16 tensor,
-    which the feature cache stores) come before its log level applies, so native stderr
-    is muted meanwhile; its Python warnings, hints for library authors, are silenced.
-    Several GPUs train data-parallel (`training.distribution_strategy`).
-    """
+    TensorFlow's C++ start-up lines (and a one-off float16 notice) precede its log level, so
+    native stderr is muted meanwhile; its Python warnings (library authors' hints) are silenced."""
     with muted_native_logs():
         import keras
         import tensorflow as tf

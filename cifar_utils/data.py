@@ -31,13 +31,10 @@ class LabelledImages(NamedTuple):
 
 
 def load_cifar10(data_dir=None, *, return_provenance=False):
-    """Load CIFAR-10 as uint8 `LabelledImages`: `(x_train, y_train), (x_test, y_test)`.
+    """CIFAR-10 as uint8 `LabelledImages` `(train, test)`, labels flat (N,) unlike Keras' (N, 1).
 
-    Labels are flat (N,), easier to index than Keras' (N, 1). `data_dir` (default
-    `$CIFAR10_DIR`) is a local copy: the folder holding `cifar-10-batches-py/`, that folder, or
-    `cifar-10-python.tar.gz`; without one, Keras downloads the archive. `return_provenance` adds
-    its `DataProvenance`. A modified copy warns (`ModifiedDataWarning`); a failed download
-    raises `CifarDataError`."""
+    `data_dir` (default `$CIFAR10_DIR`) is a local copy (`reader.read_local_copy`); without one,
+    Keras downloads the archive. A modified copy warns (`ModifiedDataWarning`)."""
     data_dir = data_dir or os.environ.get(DATA_DIR_ENV) or None
     if data_dir is None:
         import keras  # imported here so that `import cifar_utils` stays light
@@ -86,8 +83,7 @@ def train_val_split(x, y, val_size=5000, seed=42):
     val_idx = _stratified_indices(y, val_size, seed, "val_size")
     train_mask = np.ones(len(y), dtype=bool)
     train_mask[val_idx] = False
-    return (LabelledImages(x[train_mask], y[train_mask]),
-            LabelledImages(x[val_idx], y[val_idx]))
+    return LabelledImages(x[train_mask], y[train_mask]), LabelledImages(x[val_idx], y[val_idx])
 
 
 def stratified_subset(x, y, size, seed=0):

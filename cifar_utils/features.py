@@ -1,10 +1,6 @@
-"""What a frozen network computes, run once and cached on disk (`extract_features`).
-
-A cache file is keyed by everything that changes the features: the network's name and
-weights, the input size, what the preprocessing does, the exact images and the view.
-Without a GPU the network runs in LiteRT's CPU kernels: several times faster than
-TensorFlow for MobileNetV2 on 2 cores, within about 1e-5 of its outputs' range.
-"""
+"""What a frozen network computes, run once and cached on disk, keyed by all that changes it
+(`extract_features`). Without a GPU the network runs in LiteRT's CPU kernels: several times
+faster than TensorFlow for MobileNetV2 on 2 cores, within about 1e-5 of its outputs' range."""
 
 from __future__ import annotations
 
@@ -20,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .files import default_cache_dir, write_atomic
+from .pipelines import make_dataset
 
 _PARTS = ("train", "val", "test", "train_mirrored", "val_mirrored", "test_mirrored")
 _PROBE = (np.arange(16 * 16 * 3).reshape(1, 16, 16, 3) % 256).astype(np.float32)
@@ -68,7 +65,6 @@ def _cached_features(extractor, x, image_size, preprocess, mirrored, dtype, batc
     """(features of images `x`, whether computed now, cache file name); `run` from
     `frozen_runner`. Batches of 32 keep a 160x160 MobileNetV2's activations in a CPU's
     cache (measured 1.5x faster than 128 on 2 cores)."""
-    from .pipelines import make_dataset
     def compute():
         return run(make_dataset(x, batch_size=batch_size, image_size=image_size,
                                 preprocess=preprocess, mirrored=mirrored)).astype(dtype)
@@ -93,7 +89,6 @@ def _cached(key, prefix, compute, cache_dir):
 
 class LabelledFeatures(NamedTuple):
     """What a frozen network computed for one split's images, and their labels, in order."""
-
     features: np.ndarray
     labels: np.ndarray
 
@@ -102,7 +97,6 @@ class LabelledFeatures(NamedTuple):
 class CachedFeatures:
     """The cached `LabelledFeatures` of the three splits; `*_mirrored` those of the mirror
     images (None unless extracted); `seconds`, the time extracting them took."""
-
     train: LabelledFeatures
     val: LabelledFeatures
     test: LabelledFeatures
@@ -119,10 +113,9 @@ class CachedFeatures:
         for key in _PARTS:
             part = getattr(self, key)
             if part is not None:
+                compute = functools.partial(run, make_dataset(part.features, batch_size=batch_size))
                 values, now, _ = _cached([model.name, weights, fingerprint(part.features)],
-                                         f"{model.name}-", functools.partial(
-                                             run, _float_batches(part.features, batch_size)),
-                                         cache_dir)
+                                         f"{model.name}-", compute, cache_dir)
                 computed += len(values) if now else 0
             mapped[key] = None if part is None else LabelledFeatures(values, part.labels)
         seconds = time.perf_counter() - start
@@ -152,21 +145,13 @@ class CachedFeatures:
         return LabelledFeatures(*(np.concatenate(pair) for pair in pairs))
 
 
-def _float_batches(values, batch_size):
-    import tensorflow as tf
-    return tf.data.Dataset.from_tensor_slices(values).batch(batch_size).map(
-        lambda x: tf.cast(x, tf.float32))
-
-
 def extract_features(extractor, data, *, image_size, preprocess, mirrored=False,
                      dtype="float32", engine=None, cache_dir=None) -> CachedFeatures:
     """A frozen `extractor`'s outputs for every split of `data` (`load_splits`), cached.
 
-    A rerun loads them (from `default_cache_dir()`, or `cache_dir`). `mirrored=True` adds
-    the mirror images: a stand-in for random flips on cached features, and the second view
-    of mirror averaging. `dtype="float16"` halves large maps at a precision training
-    cannot tell apart. `engine` as in `frozen_runner`. Prints what it did, and how fast.
-    """
+    `mirrored=True` adds the mirror images: a stand-in for random flips on cached features,
+    and the second view of mirror averaging. `dtype="float16"` halves large maps at a
+    precision training cannot tell apart. `engine` as in `frozen_runner`."""
     start, run = time.perf_counter(), frozen_runner(extractor, engine)
     parts, computed = dict.fromkeys(_PARTS), 0
     for view in (False, True) if mirrored else (False,):

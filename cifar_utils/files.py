@@ -55,11 +55,9 @@ class OutputFolders:
 
 
 def output_folders(output_dir=None, *, quick=False) -> OutputFolders:
-    """Where a notebook writes `figures/`, `results/` and trained models (`models/`).
-
-    An explicit `output_dir` always wins. In a checkout: the repository, whatever folder the
-    kernel starts in (models in `build/models/`; with `quick`, all under `build/quick/`).
-    Installed elsewhere (Colab): `cifar10_outputs/` (or `.../quick/`) beside the notebook."""
+    """Where a notebook writes `figures/`, `results/` and trained models: `output_dir` if given;
+    in a checkout, the repository (models in `build/models/`; with `quick`, all in `build/quick/`);
+    installed elsewhere (Colab), `cifar10_outputs/` (or `.../quick/`) beside the notebook."""
     if output_dir is not None:
         root, shown = Path(output_dir).expanduser().resolve(), f"{output_dir}/"
     elif (repository := repository_root()) is not None:

@@ -1,8 +1,6 @@
-"""The plumbing of notebook 04's Grad-CAM, whose gradient tape is in the notebook.
-
-Its forward pass needs a layer's activations and the last Dense layer's input; the usual
-`Model(inputs, [layer.output, model.output])` fails ("Graph disconnected") in a nested model.
-"""
+"""The plumbing of notebook 04's Grad-CAM, whose gradient tape is in the notebook: a layer's
+activations and the last Dense layer's input, where the usual
+`Model(inputs, [layer.output, model.output])` fails in a nested model ("Graph disconnected")."""
 
 from __future__ import annotations
 

@@ -23,10 +23,8 @@ class Evaluation:
 def evaluate(model, data, y_true, *, mirrored=None) -> Evaluation:
     """Predict `data` (array or dataset, in the order of `y_true`) and score the predictions.
 
-    `mirrored`: the same images flipped (e.g. `make_dataset(..., mirrored=True)`); averaging
-    their probabilities in is test-time augmentation, which helps models trained with flips.
-    The loss is `model.evaluate`'s (mean cross-entropy, probabilities clipped at 1e-7), without
-    its second pass over the data."""
+    `mirrored`: the same images flipped, their probabilities averaged in (mirror averaging). The
+    loss is `model.evaluate`'s (clipped at 1e-7) without its second pass over the data."""
     def predict(x):  # arrays in batches of 256; a tf.data pipeline batches itself
         return model.predict(x, batch_size=None if hasattr(x, "element_spec") else 256, verbose=0)
 
@@ -48,10 +46,8 @@ def evaluate(model, data, y_true, *, mirrored=None) -> Evaluation:
 
 
 def mirror_helps(model, data, mirrored, y_true) -> bool:
-    """True when mirror averaging (each prediction averaged with the mirror image's) strictly
-    raises accuracy; prints both.
-
-    Pass the **validation** inputs: settings are never chosen on the test set."""
+    """True when mirror averaging strictly raises accuracy; prints both. Pass the **validation**
+    inputs: settings are never chosen on the test set."""
     single = evaluate(model, data, y_true).accuracy
     both = evaluate(model, data, y_true, mirrored=mirrored).accuracy
     helps = both > single
@@ -76,10 +72,7 @@ def confusion_matrix(y_true, y_pred, num_classes=len(CLASS_NAMES)) -> np.ndarray
 
 
 def classification_table(y_true, y_pred, class_names=CLASS_NAMES) -> pd.DataFrame:
-    """Precision, recall and F1 per class in percent, the number of images, and their mean.
-
-    Recall: the share of a class's images found. Precision: the share of the images
-    predicted as a class that belong to it. F1 is their harmonic mean."""
+    """Precision, recall and F1 per class in percent, the number of images, and their mean."""
     matrix = confusion_matrix(y_true, y_pred, len(class_names))
     hits = np.diag(matrix).astype(float)
     predicted, support = matrix.sum(axis=0), matrix.sum(axis=1)

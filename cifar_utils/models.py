@@ -1,10 +1,6 @@
-"""The pieces of the transfer models that are not the lesson.
-
-The ImageNet weights (`mobilenet_v2_weights`, which says what to do when they are
-missing or damaged), the heads trained on pooled features (`build_linear_head`,
-`build_dense_head`), the cut of MobileNetV2 into lower and upper blocks
-(`split_mobilenet_v2`, `mobilenet_v2_block`), and what a model has and trains.
-"""
+"""The pieces of the transfer models that are not the lesson: the ImageNet weights, the heads
+trained on pooled features, the cut of MobileNetV2 into lower and upper blocks, and what a
+model has and trains."""
 
 from __future__ import annotations
 
@@ -33,12 +29,8 @@ class DamagedWeightsError(ValueError):
 
 
 def mobilenet_v2_weights(download=True) -> Path:
-    """The path of the ImageNet MobileNetV2 weights (224x224, no top), downloaded once.
-
-    They live in the Keras cache, `$KERAS_HOME/models/` (`~/.keras/models/` by default):
-    offline, copy the file there. A missing file raises `WeightsNotFoundError`, one that
-    is not readable HDF5 `DamagedWeightsError`, each saying what to do.
-    """
+    """The path of the ImageNet MobileNetV2 weights (224x224, no top) in the Keras cache,
+    `$KERAS_HOME/models/`, downloaded once; missing or damaged, an error says what to do."""
     cache_root = Path(os.environ.get("KERAS_HOME") or "~/.keras").expanduser()
     path = cache_root / "models" / WEIGHTS_FILE
     where = f"$KERAS_HOME/models/ (here: {path.parent})"
@@ -86,10 +78,7 @@ def build_linear_head(num_features=1280, num_classes=NUM_CLASSES):
 def build_dense_head(num_features=1280, num_classes=NUM_CLASSES, *, units, dropout=0.5,
                      l2=0.0, batchnorm=False):
     """One hidden layer on pooled features: Dense (L2) -> [BatchNorm] -> ReLU -> Dropout -> softmax.
-
-    Notebook 02 writes it out (`dense_head`) and explains it; a test keeps the two the same.
-    The defaults give its classic head. Named `dense_<units>_head`.
-    """
+    Notebook 02 writes it out (`dense_head`) and explains it; a test keeps the two the same."""
     regularizer = keras.regularizers.l2(l2) if l2 else None
     inputs = keras.Input((num_features,))
     x = layers.Dense(units, use_bias=not batchnorm, kernel_regularizer=regularizer)(inputs)
@@ -107,23 +96,17 @@ _BLOCK = re.compile(r"^block_(\d+)_")
 def mobilenet_v2_block(layer_name) -> int:
     """MobileNetV2's block of a layer: 0 for the stem and block 0, 1 to 16, and 16 for the
     final 1x1 convolution (`Conv_1`, `out_relu`), which sits on top of block 16."""
-    match = _BLOCK.match(layer_name)
-    if match:
+    if match := _BLOCK.match(layer_name):
         return int(match.group(1))
     return 16 if layer_name.startswith(("Conv_1", "out_relu")) else 0
 
 
 def split_mobilenet_v2(base, cut="block_12_add"):
-    """Cut a MobileNetV2 after layer `cut`: `(lower, upper)`, images -> map -> features.
-
-    They share the base's layers, so `upper(lower(x))` is `base(x)`. `cut` must end a
-    block (`block_N_add`, or `block_N_project_BN` without a residual connection), so that
-    no other connection crosses it; after block 12 at 160x160 the map is 10x10x96.
-    """
-    last = {}
-    for layer in base.layers:
-        if _BLOCK.match(layer.name):
-            last[mobilenet_v2_block(layer.name)] = layer.name
+    """Cut a MobileNetV2 after layer `cut` into `(lower, upper)`, sharing its layers, so that
+    `upper(lower(x))` is `base(x)`. `cut` must end a block, so that no other connection
+    crosses it; after block 12 at 160x160 the map is 10x10x96."""
+    last = {mobilenet_v2_block(layer.name): layer.name for layer in base.layers
+            if _BLOCK.match(layer.name)}
     ends = [last[block] for block in sorted(last)][:-1]  # after the last block: nothing left
     if cut not in ends:
         raise ValueError(f"cannot split at {cut!r}: choose the end of a block, one of "

@@ -1,8 +1,6 @@
-"""`tf.data` pipelines: from uint8 images, or cached activation maps, to model inputs.
-
-The normalisations are Keras' own, passed in as `preprocess=`, and get tensors only
-(`preprocess_input` changes float NumPy arrays in place). Batch sizes are global, as in Keras.
-"""
+"""`tf.data` pipelines from uint8 images, or cached activation maps, to model inputs. Batch
+sizes are global, as in Keras; Keras' `preprocess=` functions get tensors only
+(`preprocess_input` changes float NumPy arrays in place)."""
 
 from __future__ import annotations
 
@@ -15,11 +13,9 @@ def make_dataset(x, y=None, *, batch_size=64, image_size=None, preprocess=None,
                  augment=None, mirrored=False, shuffle=False, seed=None):
     """A batched `tf.data.Dataset` of `(images, labels)` (or images alone if `y` is None).
 
-    The uint8 images stay in memory at 32x32; each batch is augmented (`augment`, Keras'
-    random layers, cheap at 32x32), resized to `image_size` (bilinear; 50,000 images at
-    160x160 would take 15 GB as float32), passed through `preprocess` and prefetched.
-    `mirrored=True` flips every image left to right: the second view of mirror averaging.
-    """
+    The uint8 images stay in memory at 32x32 (at 160x160, 50,000 would take 15 GB as float32);
+    each batch is augmented, resized, preprocessed and prefetched. `mirrored=True` flips every
+    image left to right: the second view of mirror averaging."""
     import tensorflow as tf
     if mirrored:
         x = x[:, :, ::-1]  # axis 2 is the image width
@@ -47,7 +43,6 @@ def make_dataset(x, y=None, *, batch_size=64, image_size=None, preprocess=None,
 
 class Pipelines(NamedTuple):
     """The `tf.data` pipelines of one model: training, validation, test, and mirror views."""
-
     train: object
     val: object
     test: object
@@ -57,31 +52,25 @@ class Pipelines(NamedTuple):
 
 def make_pipelines(data, *, batch_size, image_size=None, preprocess=None, augment=None,
                    seed=None, eval_batch_size=256) -> Pipelines:
-    """Pipelines over the splits of `data` (`load_splits`), all preprocessed alike (and lazy).
-
-    `train` is shuffled (with `seed`) and augmented, in batches of `batch_size`; `val`,
-    `test` and their mirror images (`*_mirrored`) are plain and in order.
-    """
+    """Pipelines over the splits of `data` (`load_splits`), all preprocessed alike (and lazy):
+    `train` shuffled and augmented, `val`, `test` and their mirror images plain and in order."""
     common = dict(image_size=image_size, preprocess=preprocess)
+    plain = dict(common, batch_size=eval_batch_size)
     return Pipelines(
         train=make_dataset(*data.train, batch_size=batch_size, augment=augment, shuffle=True,
                            seed=seed, **common),
-        val=make_dataset(*data.val, batch_size=eval_batch_size, **common),
-        test=make_dataset(*data.test, batch_size=eval_batch_size, **common),
-        val_mirrored=make_dataset(data.val.images, batch_size=eval_batch_size, mirrored=True,
-                                  **common),
-        test_mirrored=make_dataset(data.test.images, batch_size=eval_batch_size, mirrored=True,
-                                   **common),
+        val=make_dataset(*data.val, **plain),
+        test=make_dataset(*data.test, **plain),
+        val_mirrored=make_dataset(data.val.images, mirrored=True, **plain),
+        test_mirrored=make_dataset(data.test.images, mirrored=True, **plain),
     )
 
 
 def make_cached_dataset(features, *, batch_size, max_shift=0, seed=None):
-    """Training batches `(float32 maps, labels)` over cached maps (`extract_features(lower,
-    ..., mirrored=True)`): every epoch visits each image once, shuffled, as itself or as its
-    mirror image at random, the cached counterpart of a random flip. With `max_shift` > 0
-    each map also moves by up to that many whole cells (edges reflected), a random shift on
-    the map's coarse grid (one cell of a 10x10 map is 16 pixels at 160x160).
-    """
+    """Training batches `(float32 maps, labels)` over cached maps (`extract_features(lower, ...,
+    mirrored=True)`): each image once an epoch, shuffled, as itself or its mirror image at random
+    (a random flip); with `max_shift` > 0 also moved by up to that many whole cells, edges
+    reflected (one cell of a 10x10 map is 16 pixels at 160x160)."""
     import tensorflow as tf
     if features.train_mirrored is None:
         raise ValueError("make_cached_dataset needs the mirrored maps: extract them with "

@@ -53,10 +53,8 @@ def plot_class_examples(x, y, class_names=CLASS_NAMES, per_class=8, seed=0):
 
 def plot_history(runs, title=None):
     """Loss, accuracy and learning rate per epoch trained, training dashed, validation solid.
-
-    `runs`: one history (a dict of metric lists, a Keras `History` or a `TrainingLog`) or
-    `{label: history}`. `TrainingLog`s record the learning rate too: its panel shows a warm-up,
-    decay or reduce-on-plateau step at a glance."""
+    `runs`: one history (a dict of metric lists, a Keras `History` or a `TrainingLog`, which
+    records the learning rate too: a warm-up or decay shows at a glance) or `{label: history}`."""
     from matplotlib.ticker import MaxNLocator, PercentFormatter
     plt = _pyplot()
     if _as_metrics(runs) is not None:
@@ -95,9 +93,7 @@ def plot_history(runs, title=None):
 
 def _as_metrics(run):
     history = getattr(run, "history", run)
-    if isinstance(history, dict) and "loss" in history and "accuracy" in history:
-        return history
-    return None
+    return history if isinstance(history, dict) and {"loss", "accuracy"} <= history.keys() else None
 
 
 def plot_confusion_matrix(y_true, y_pred, class_names=CLASS_NAMES, normalize=True, title=None):
@@ -174,10 +170,9 @@ def plot_comparison(results, metric="test_accuracy", label="model"):
 
 
 def plot_grad_cam(images, labels, explanations, class_names=CLASS_NAMES, title=None):
-    """One row per image: the image and its true class, then each model's Grad-CAM over it.
-
-    `explanations`: `{model name: (heatmaps, probabilities)}` for these images; each overlay
-    is titled with the model's prediction and its probability, red when wrong."""
+    """One row per image: the image and its true class, then each model's Grad-CAM over it,
+    titled with its prediction and probability, red when wrong; `explanations` maps each
+    model's name to `(heatmaps, probabilities)` for these images."""
     names, rows, size = list(explanations), len(images), images.shape[1]
     fig, axes = _pyplot().subplots(rows, len(names) + 1, squeeze=False,
                                    figsize=(2.3 * (len(names) + 1), 2.3 * rows))
@@ -204,10 +199,8 @@ VARIANT_MARKERS = {"keras": ("o", "Keras (TensorFlow's threads)"),
 
 
 def plot_tradeoffs(results):
-    """Test accuracy against training time, file size and single-image latency.
-
-    `results`: `load_results` of the series. A model has one colour in all panels, each
-    exported variant a marker (Keras latency on TensorFlow's threads, LiteRT on 2 threads)."""
+    """Test accuracy against training time, file size and single-image latency, of the series'
+    `load_results`: one colour per model in all panels, one marker per exported variant."""
     from matplotlib.lines import Line2D
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, PercentFormatter
     trained = results[results["variant"].isna()] if "variant" in results else results

@@ -1,8 +1,6 @@
-"""The safe reader of local CIFAR-10 copies (the official "python version" files).
-
-Keras only reads the official archive; a local copy (offline, a mirror, a modified copy) is
-read here. Unpickling an untrusted file can run code, so only the NumPy and built-in objects
-of a CIFAR batch are admitted, and each file's md5 is compared with the official one."""
+"""The safe reader of local CIFAR-10 copies (the official "python version" files), which Keras
+refuses unless they are the official archive. Unpickling an untrusted file can run code, so only
+the NumPy and built-in objects of a CIFAR batch are admitted; each file's md5 is checked."""
 
 from __future__ import annotations
 
@@ -184,11 +182,9 @@ def _md5(raw: bytes) -> str:
 
 
 def read_local_copy(data_dir) -> tuple[tuple, tuple, DataProvenance]:
-    """Read a local copy: `(x_train, y_train), (x_test, y_test), provenance`.
-
-    `data_dir`: a folder holding `cifar-10-batches-py/`, that folder, or the `.tar.gz`. Images
-    are uint8 (N, 32, 32, 3), labels uint8 (N,). Raises `CifarDataError` naming the file and
-    the fix when anything is missing, truncated, malformed or unsafe."""
+    """`(x_train, y_train), (x_test, y_test), provenance` of a local copy in `data_dir` (a folder
+    holding `cifar-10-batches-py/`, that folder, or the `.tar.gz`); a `CifarDataError` names the
+    file and the fix when anything is missing, truncated, malformed or unsafe."""
     data_dir = Path(data_dir).expanduser()
     folders = [f for f in (data_dir / BATCH_FOLDER, data_dir) if (f / TEST_FILE).is_file()]
     archives = [a for a in (data_dir / ARCHIVE_NAME, data_dir)
@@ -207,6 +203,5 @@ def read_local_copy(data_dir) -> tuple[tuple, tuple, DataProvenance]:
                                 modified_files=modified)
     train = [_parse_batch(files[name], name) for name in TRAIN_FILES]
     x_test, y_test = _parse_batch(files[TEST_FILE], TEST_FILE)
-    x_train = np.concatenate([x for x, _ in train])
-    y_train = np.concatenate([y for _, y in train])
+    x_train, y_train = (np.concatenate(part) for part in zip(*train, strict=True))
     return (x_train, y_train), (x_test, y_test), provenance

@@ -1,11 +1,7 @@
 """What a notebook saves (runs, figures, trained models) and the tables read back from it.
 
-One run is one trained model: its record (test accuracy and loss, parameters, training
-time, image size, data provenance, TensorFlow version, device) goes to
-`results/<run>.json`, its test predictions to `results/<run>_test_predictions.npy`, so
-that anyone can recompute the accuracy. Files are written atomically. A notebook's
-`Recorder` saves and loads them; `results_table` formats saved runs for reading.
-"""
+One run is one trained model: its record goes to `results/<run>.json`, its test predictions to
+`results/<run>_test_predictions.npy`, so that anyone can recompute the accuracy."""
 
 from __future__ import annotations
 
@@ -35,9 +31,8 @@ _NOTEBOOK_NAME = re.compile(r"^(\d\d)_[A-Za-z0-9_]+$")
 
 
 def save_results(run, directory="results", *, predictions=None, **fields) -> Path:
-    """Write `<directory>/<run>.json`: `fields`, plus `run`, `tensorflow_version`, `device`,
-    `saved_at` and the checkout's `commit` (unless given); and `predictions` (one predicted
-    class per test image, in order) as `<run>_test_predictions.npy`. Rerunning a notebook replaces its own runs' files only."""
+    """Write `<directory>/<run>.json` (`fields`, and where, when and from which commit it ran)
+    and `predictions` (the predicted class of each test image) as `<run>_test_predictions.npy`."""
     import tensorflow as tf
     if not _RUN_NAME.match(str(run)):
         raise ValueError(f"run name {run!r} must be letters, digits, '_', '-' or '.', "
@@ -91,7 +86,6 @@ def _read_record(path: Path) -> dict:
 
 
 def _device(tf) -> str:
-    """'GPU (<name>)' when TensorFlow sees a GPU, else 'CPU'."""
     gpus = tf.config.list_physical_devices("GPU")
     details = tf.config.experimental.get_device_details(gpus[0]) if gpus else {}
     return f"GPU ({details.get('device_name', gpus[0].name)})" if gpus else "CPU"
@@ -127,12 +121,8 @@ def _json_default(value):
 
 
 def run_fields(model_name, model, evaluation, training, *, extra_seconds=0.0):
-    """The fields every table reads, for one trained model.
-
-    `model` is the whole Keras model from images to classes (a frozen base counts; its input
-    gives the image size), `evaluation` from `metrics.evaluate` on the test split, `training`
-    its `TrainingLog`; `extra_seconds` (feature extraction, an earlier stage) count as
-    training time."""
+    """The fields every table reads, for one trained `model` (whole, images to classes); the
+    `extra_seconds` of feature extraction or an earlier stage count as training time."""
     from .models import count_params
     params = count_params(model)
     image_size = model.input_shape[1]  # square images
@@ -145,16 +135,14 @@ def run_fields(model_name, model, evaluation, training, *, extra_seconds=0.0):
 
 
 def variant_fields(model_name, row, values, predictions, source) -> dict:
-    """The fields of one row of `shipping.measure_variants`: the variant's accuracy, size and
-    latencies, and the parameters, training time and input size of `source`, the trained
-    model's record, so that every chart of the series can place the variant."""
+    """The fields of one row of `shipping.measure_variants`, with the parameters, training time
+    and input size of `source`, the trained model's record, so that every chart can place it."""
     label = {"keras": "Keras", "dynamic": "LiteRT dynamic range",
              "int8_selective": "LiteRT mixed int8/float"}.get(row, f"LiteRT {row}")
     measured = {key: None if np.isnan(value) else float(value)  # JSON has no NaN
                 for key, value in values.items()}
     return dict(measured, model=f"{model_name} ({label})", variant=row,
-                source_run=source["run"], predictions=predictions,
-                test_images=len(predictions),
+                source_run=source["run"], predictions=predictions, test_images=len(predictions),
                 **{key: source[key] for key in ("params_total", "params_trainable",
                                                 "train_seconds", "image_size")})
 
@@ -171,18 +159,22 @@ class Recorder:
         self.notebook, self.number, self.provenance = notebook, notebook[:2], provenance
         self.quick = quick
         self.folders = output_folders(output_dir, quick=quick).create()
-        print(_announcement(self.folders, quick))
+        if quick:
+            print("QUICK MODE: small subsets and few epochs, to check that everything runs; the "
+                  "numbers below are NOT the results the text describes.")
+        print(f"Figures, results and trained models are saved in {self.folders.shown}.")
 
-    def save_run(self, name, model, evaluation, training, *, extra_seconds=0.0,
-                 **settings) -> Path:
+    def save_run(self, name, model, evaluation, training, *, extra_seconds=0.0, **settings) -> Path:
         """Save run `<number>_<name>` (`run_fields`, and `settings` such as the learning rate);
-        print its test accuracy, with the gain over its baseline in `RUNS` where that run was
-        saved in the same folder."""
+        print its test accuracy and the gain over its baseline in `RUNS`, if saved in the folder."""
         run = f"{self.number}_{name}"
         model_name, baseline = RUNS.get(run, (name, None))
         reference = baseline and self.load_run(baseline)
-        line = _accuracy_line(model_name, evaluation.accuracy, reference)
-        if baseline and reference is None:
+        line = f"{model_name}: test accuracy {evaluation.accuracy:.1%}"
+        if reference:
+            gain = 100 * (evaluation.accuracy - reference["test_accuracy"])
+            line += f" ({gain:+.1f} points over the {reference['model']})"
+        elif baseline:
             line += (f" (no {baseline} run in {self.folders.shown} to compare with: run its "
                      "cells with this OUTPUT_DIR for the gain)")
         print(line + (" (quick mode: the text describes the full run)" if self.quick else ""))
@@ -227,10 +219,9 @@ class Recorder:
         return _load_keras(path) if _exists(path, missing_ok, self.folders.shown) else None
 
     def trained_model(self, run, source="auto"):
-        """The model of run `run` (e.g. "01_improved_cnn") and its results record, for a later
-        notebook; prints which. `source`: "yours" (saved here when you ran its notebook),
-        "shipped" (the repository's `models/`, from its full run: `files.shipped_file`) or
-        "auto", yours if it exists, else the shipped one."""
+        """The model of run `run` (e.g. "01_improved_cnn") and its results record; prints which.
+        `source`: "yours" (saved when you ran its notebook), "shipped" (the repository's
+        `models/`, from its full run) or "auto", yours if it exists, else the shipped one."""
         if source not in ("auto", "yours", "shipped"):
             raise ValueError(f"source={source!r}: choose 'auto', 'yours' or 'shipped'")
         if source == "auto":
@@ -264,25 +255,11 @@ def _load_keras(path):
     return keras.saving.load_model(path, compile=False)
 
 
-def _announcement(folders, quick) -> str:
-    return ("QUICK MODE: small subsets and few epochs, to check that everything runs; the "
-            "numbers below are NOT the results the text describes.\n" if quick else "") \
-        + f"Figures, results and trained models are saved in {folders.shown}."
-
-
 def _exists(path, missing_ok, shown) -> bool:
     if path.is_file() or missing_ok:
         return path.is_file()
     raise FileNotFoundError(f"{path.name} is missing from {shown}: run notebook {path.name[:2]} "
                             "first (it saves this file), with the same OUTPUT_DIR and mode.")
-
-
-def _accuracy_line(model_name, accuracy, reference=None) -> str:
-    line = f"{model_name}: test accuracy {accuracy:.1%}"
-    if reference:
-        gain = 100 * (accuracy - reference["test_accuracy"])
-        line += f" ({gain:+.1f} points over the {reference['model']})"
-    return line
 
 
 def results_table(results) -> pd.DataFrame:

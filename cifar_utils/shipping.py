@@ -1,17 +1,16 @@
-"""Measuring shipped models: LiteRT (`.tflite`) files, their accuracy, size and latency.
-
-Notebook 04 writes out how each variant is converted; this module runs the files in the
-LiteRT interpreter (`LiteRTModel`), measures them side by side, and ranks the layers where
-int8 errs. Nothing here re-implements quantization: int8 scales are read from the model.
-"""
+"""Measuring shipped models: LiteRT (`.tflite`) files in the interpreter (`LiteRTModel`), their
+accuracy, size and latency side by side, and the layers where int8 errs. Notebook 04 writes out
+the conversions; nothing here re-implements quantization: int8 scales are read from the model."""
 
 from __future__ import annotations
 
 import contextlib
+import io
 import re
 import statistics
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,16 +35,10 @@ def converter(saved_model, variant, calibration=None):
 
 
 def quantization_errors(converter, model, images, top=10):
-    """Where full-int8 quantization of `model` errs most: its `top` layers, worst first.
-
-    TensorFlow's quantization debugger calibrates `converter` (set up for int8) on `images`,
-    runs every quantized layer in 8 bits and in float from the same input, and measures the
-    error each adds by itself, in steps of its 8-bit output (RMS difference / `scale`);
-    rounding the output alone costs about 0.29 steps (1/sqrt(12)). Also returns each
-    layer's output `tensor`, the name `QuantizationDebugOptions(denylisted_nodes=)` takes.
-    """
-    import io
-
+    """Where full-int8 quantization of `model` errs most: its `top` layers, worst first, by the
+    error each adds by itself (TensorFlow's quantization debugger, calibrated on `images`), in
+    steps of its 8-bit output (RMS difference / `scale`; rounding alone costs about 0.29 steps);
+    `tensor` is the name `QuantizationDebugOptions(denylisted_nodes=)` takes."""
     import pandas as pd
 
     from .models import flat_layers
@@ -69,8 +62,6 @@ def quantization_errors(converter, model, images, top=10):
 def quantization_debugger(converter, images, options=None):
     """TensorFlow's quantization debugger of `converter`, calibrated on `images`, quiet: no
     C++ logs, no warning that it runs the deprecated `tf.lite.Interpreter`."""
-    import warnings
-
     import tensorflow as tf
     with muted_native_logs(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
@@ -165,13 +156,9 @@ def keras_latency(model, image, calls=200, warmup=20) -> dict:
 
 
 def measure_variants(model, files, test, *, keras_probabilities, threads=(1, 2), calls=200):
-    """Size, test accuracy and single-image latency of a model's saved variants, side by side.
-
-    `files`: "keras" -> `model`'s `.keras` file, other variants -> `.tflite` files;
-    `keras_probabilities`: `model`'s predictions for `test.images`. Returns `(table,
-    predictions)`: size (MB), test accuracy, median and 90th percentile latency (ms) on each
-    number of `threads` (Keras: `*_tf_threads`), and the predicted class of each test image.
-    """
+    """Size (MB), test accuracy and single-image latency (ms, median and 90th percentile, on each
+    number of `threads`; Keras: `*_tf_threads`) of a model's saved `files` ("keras" -> `.keras`,
+    else `.tflite`), side by side; and each variant's predicted class of each test image."""
     import pandas as pd
 
     from .metrics import accuracy

@@ -1,42 +1,16 @@
-"""Training plumbing: quick mode, the device strategy, a quiet per-epoch log, timings.
-
-Notebooks call `model.fit(..., verbose=0)` with a `TrainingLog` instead of Keras' progress
-bars. `train_head`, written out in notebook 02, is reused by 03 when 02's heads are missing.
-"""
+"""Training plumbing: the device strategy, a quiet per-epoch log, timings.
+`train_head`, written out in notebook 02, is reused by 03 when 02's heads are missing."""
 
 from __future__ import annotations
 
-import os
 import time
 
 import keras
 
-QUICK_ENV = "CIFAR_UTILS_QUICK"
-"""Environment variable switching every notebook to quick mode."""
-
-
-def quick_mode(default=False) -> bool:
-    """Quick mode: `$CIFAR_UTILS_QUICK` (1 or 0) when it is set (tests set it), else `default`,
-    the value in a notebook's setup cell that a student edits. Quick mode uses small subsets
-    and 1-2 epochs, for tests and a first pass in class; its numbers are not results.
-    """
-    value = os.environ.get(QUICK_ENV, "").strip().lower()
-    if value == "":
-        return bool(default)
-    if value in ("0", "false", "no"):
-        return False
-    if value in ("1", "true", "yes"):
-        return True
-    raise ValueError(f"{QUICK_ENV}={value!r} is not understood: set it to 1 for quick mode, "
-                     "or to 0 (or unset it) for the full run.")
-
 
 def distribution_strategy(devices=None):
-    """Choose the `tf.distribute` strategy and make it the default for everything after.
-
-    With two or more GPUs (or the named `devices`), `MirroredStrategy`: a model copy on
-    each, batches split, gradients averaged; else TensorFlow's default, which changes
-    nothing. Called by `start_tensorflow`; batch sizes stay global, as in Keras."""
+    """Make `MirroredStrategy` (a model copy on each device, batches split, gradients averaged)
+    the default with two or more GPUs (or the named `devices`), else TensorFlow's default."""
     import tensorflow as tf
     if devices is None:
         gpus = tf.config.list_logical_devices("GPU")
@@ -93,13 +67,9 @@ class TrainingLog(keras.callbacks.Callback):
 
 def train_head(head, train, validation, *, learning_rate, batch_size, epochs, patience,
                reduce_lr_patience):
-    """Train a head on cached features; notebook 02 writes this function out and explains it.
-
-    `train` and `validation` are `(features, labels)` pairs. Adam at `learning_rate`;
-    early stopping on validation accuracy after `patience` epochs without a gain, keeping
-    the best epoch's weights; the rate halves after `reduce_lr_patience` epochs without
-    a gain (0: never). Returns the `TrainingLog`.
-    """
+    """Train a head on cached `(features, labels)` pairs (notebook 02 writes it out and explains
+    it): Adam, early stopping on validation accuracy keeping the best weights, the rate halved
+    after `reduce_lr_patience` epochs without a gain (0: never). Returns the `TrainingLog`."""
     head.compile(optimizer=keras.optimizers.Adam(learning_rate),
                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     callbacks = [keras.callbacks.EarlyStopping("val_accuracy", patience=patience,

@@ -145,7 +145,8 @@ def test_notebook_02_writes_out_the_heads_that_notebook_03_builds_from_the_packa
                                               **{k: v for k, v in kwargs.items() if k != "units"})
         assert ours.name == package.name and ours.input_shape == package.input_shape
         assert layers(ours) == layers(package), ast.unparse(call)
-        assert all(np.array_equal(a, b) for a, b in zip(ours.get_weights(), package.get_weights()))
+        assert all(np.array_equal(a, b)
+                   for a, b in zip(ours.get_weights(), package.get_weights(), strict=True))
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -87,3 +87,11 @@ def test_muted_native_logs_hides_native_stderr_for_one_block_only():
     result = run_python(code)
     assert result.stderr == "after\nrestored\n"
     assert result.stdout == "an error inside\nTrue\n"  # errors surface; no descriptor leaks
+
+
+def test_quick_mode_starts_no_tensorflow():
+    """The setup cell asks for quick mode before `start_tensorflow` mutes TensorFlow's C++
+    start-up lines: if asking imported TensorFlow, those lines would land in the notebook."""
+    code = ("import sys, cifar_utils; cifar_utils.quick_mode(False)\n"
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
+    assert run_python(code).stdout == "False False\n"

@@ -7,10 +7,10 @@ import keras
 import numpy as np
 import pytest
 
+from cifar_utils import quick_mode
 from cifar_utils.training import (
     TrainingLog,
     format_duration,
-    quick_mode,
     train_head,
 )
 
