@@ -5,6 +5,7 @@ One run is one trained model: its record goes to `results/<run>.json`, its test 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import re
@@ -198,8 +199,10 @@ class Recorder:
         return save_figure(fig, f"{self.number}_{name}", self.folders.figures)
 
     def save_model(self, model, name) -> Path:
-        """Save a trained model as `models/<number>_<name>.keras`, for a later notebook."""
-        model.save(path := self.folders.models / f"{self.number}_{name}.keras")
+        """Save a trained model as `models/<number>_<name>.keras`, for a later notebook to
+        predict with: without training state (`prediction_only`)."""
+        with prediction_only(model):
+            model.save(path := self.folders.models / f"{self.number}_{name}.keras")
         return path
 
     def results(self) -> pd.DataFrame:
@@ -235,6 +238,24 @@ class Recorder:
             where = f"the repository's, from notebook {run[:2]} at commit {record['commit'][:7]}"
         print(f"{record['model']}: {where}; test accuracy {record['test_accuracy']:.1%}")
         return model, record
+
+
+@contextlib.contextmanager
+def prediction_only(model):
+    """`model`, inside the `with` block, with no optimizer or compile settings, its inner models
+    included: saved so, it loads without the loss it was trained with (05's, written in a cell)
+    and without Adam's moments, twice its weights. Restored after the block."""
+    import keras
+    models = [layer for layer in model._flatten_layers(include_self=True)
+              if isinstance(layer, keras.Model) and layer.compiled]
+    kept = [(m.optimizer, m.compiled, m._compile_config) for m in models]
+    for m in models:
+        m.optimizer, m.compiled, m._compile_config = None, False, None
+    try:
+        yield model
+    finally:
+        for m, (optimizer, compiled, config) in zip(models, kept, strict=True):
+            m.optimizer, m.compiled, m._compile_config = optimizer, compiled, config
 
 
 @functools.cache  # asked once per process, not once per results file

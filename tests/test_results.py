@@ -188,6 +188,27 @@ def test_save_model_names_the_file_after_the_notebook(tmp_path):
     assert path == tmp_path / "out" / "models" / "01_improved_cnn.keras" and path.is_file()
 
 
+def test_a_saved_model_loads_without_the_custom_loss_it_was_trained_with(tmp_path):
+    """Notebook 05 trains its student with a loss written in a cell, then saves the student
+    inside a wrapper; notebook 04, `trained_model` and `make ship-models` must load it as is."""
+    import keras
+
+    def loss(targets, outputs):  # a closure in a cell: not serialisable
+        return keras.ops.mean((targets - outputs) ** 2, axis=-1)
+
+    student = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)], name="student")
+    student.compile(keras.optimizers.Adam(), loss=loss, metrics=[keras.metrics.MeanMetricWrapper(
+        lambda targets, outputs: keras.ops.mean(outputs), name="custom")])
+    student.fit(np.ones((8, 4)), np.zeros((8, 2)), epochs=1, verbose=0)
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Softmax()(student(inputs)), name="distilled")
+    path = make_recorder(tmp_path, "05_distillation").save_model(model, "distilled_cnn")
+    loaded = keras.saving.load_model(path, compile=False)
+    x = np.random.default_rng(0).normal(size=(3, 4))
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+    assert student.compiled and student.optimizer is not None  # the notebook's model is unchanged
+
+
 def test_results_table_is_formatted_for_people(tmp_path):
     save_results("01_cnn", tmp_path, model="Improved CNN", notebook="01_baseline_cnn.ipynb",
                  test_accuracy=0.86012, params_total=409_290, params_trainable=408_000,

@@ -15,19 +15,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNS = ("01_improved_cnn", "03_finetuned_mobilenetv2")  # 05_distilled_cnn after its first full run
+RUNS = ("01_improved_cnn", "03_finetuned_mobilenetv2", "05_distilled_cnn")
 LIMIT_MB = 20.0
-
-
-def without_optimizers(model):
-    """`model` with no optimizer state anywhere: `load_model(compile=False)` drops only the
-    outer model's, and a nested model compiled before it was wrapped (01's CNN inside its
-    standardisation) would keep Adam's moments, twice its weights, and its compile settings."""
-    import keras
-    for layer in model._flatten_layers(include_self=True):
-        if isinstance(layer, keras.Model):
-            layer.optimizer, layer.compiled, layer._compile_config = None, False, None
-    return model
 
 
 def ship(runs=RUNS, *, models=ROOT / "build" / "models", results=ROOT / "results",
@@ -36,6 +25,8 @@ def ship(runs=RUNS, *, models=ROOT / "build" / "models", results=ROOT / "results
     import tempfile
 
     import keras
+
+    from cifar_utils.results import prediction_only
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target) as staging:  # nothing replaced until all fit
         staged = []
@@ -49,7 +40,8 @@ def ship(runs=RUNS, *, models=ROOT / "build" / "models", results=ROOT / "results
                 raise SystemExit(f"{run}.json names no commit: rerun notebook {run[:2]} from a "
                                  "git checkout, so that the shipped model says what made it.")
             model = Path(staging) / f"{run}.keras"
-            without_optimizers(keras.saving.load_model(source, compile=False)).save(model)
+            with prediction_only(keras.saving.load_model(source, compile=False)) as loaded:
+                loaded.save(model)
             (Path(staging) / f"{run}.json").write_text(json.dumps(record, indent=2) + "\n")
             staged += [model, Path(staging) / f"{run}.json"]
         kept = [path for path in target.glob("*.*") if path.name not in
