@@ -147,10 +147,10 @@ EXERCISES = [
     Exercise(N04, 3, (Edit(PARAMS, "REPRESENTATIVE_SIZE = 100 if QUICK else 500",
                            "REPRESENTATIVE_SIZE = 10"), Run(PARAMS), Run("def ship"),
                       Run("ship(cnn", "for name, table in"))),
-    Exercise(N05, 1, (Edit("student, log = train_student(best", "alpha=ALPHA", "alpha=0.0"),
+    Exercise(N05, 1, (Edit(PARAMS, "ALPHA = 0.9", "ALPHA = 0.0"), Run(PARAMS),
                       Run("student, log = train_student(best"), Run("distilled = keras.Model"))),
     Exercise(N05, 2, (Edit(PARAMS, "TEMPERATURE = 4.0", "TEMPERATURE = 1.0"), Run(PARAMS),
-                      Run("runs = {", "USE_MIRROR = cu.mirror_helps"))),
+                      Run("runs = {"))),
     Exercise(N05, 3, (Edit("example = int(", '"truck"', '"cat"'), Run("example = int("))),
 ]
 
