@@ -79,11 +79,14 @@ class Exercise:
 
     def all_steps(self):
         return (Edit(PARAMS, "OUTPUT_DIR = None", f'OUTPUT_DIR = "{self.output_dir}"'), Run(PARAMS),
-                Run(RECORD), *self.steps)
+                Run(RECORD), *SECTION.get(self.notebook[:2], ()), *self.steps)
 
 
 N00, N01, N02, N03, N04, N05 = sorted(p.name for p in NOTEBOOKS.glob("0[0-5]_*.ipynb"))
 IMPROVED = "improved = keras.Model"  # 01: the cell that builds `improved`
+# Cells a "Try it yourself" section names beyond the parameters and data cells: 04 loads its
+# models from OUTPUT_DIR, so its exercises rerun the cell that loads them.
+SECTION = {"04": (Run('cnn, cnn_run = record.trained_model("01_improved_cnn"'),)}
 
 EXERCISES = [
     Exercise(N00, 1, (Add("import matplotlib.pyplot as plt\n"
