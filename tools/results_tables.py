@@ -193,9 +193,9 @@ PIXELS = """
 ## Original pixels and JPEG-recovered ones
 
 The copy's first {original:,} test images keep their official pixels; the others were
-recovered from a JPEG version. The two groups are different images (the first {original:,}
-of the test set against the rest), so a difference is not the recovery's effect alone. The
-interval is a binomial one for the first group alone, ±1.96·√(p(1−p)/n).
+recovered from a JPEG version. The two groups are different images, but the test file's
+order is random, so a difference beyond the interval points at the recovery. The interval is
+a binomial one for the first group alone, ±1.96·√(p(1−p)/n).
 
 {table}
 """
